@@ -1,0 +1,130 @@
+"""The RTP parameters a sending handler hands to the server (pure, no I/O).
+
+Every handler builds its producers' parameters here so the fake and the real engine signal
+exactly the same shape: the router's payload types, the negotiated header extensions, a mid,
+one encoding per requested layer with its own SSRC (and RTX SSRC when RTX was negotiated),
+``rid`` r0..rN for simulcast (index 0 the lowest layer), the RTCP cname, and the producer's
+``codecOptions`` written into the codec parameters that describe what the encoder emits.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from . import ortc
+from .types import (
+    ExtendedRtpCapabilities,
+    MediaKind,
+    ProducerCodecOptions,
+    RtpCodecCapability,
+    RtpCodecParameters,
+    RtpEncodingParameters,
+    RtpParameters,
+)
+
+# Encoding fields a user may set; ssrc/rid/rtx/codecPayloadType are the library's to choose.
+USER_ENCODING_FIELDS = (
+    "active",
+    "dtx",
+    "scalabilityMode",
+    "scaleResolutionDownBy",
+    "maxBitrate",
+    "maxFramerate",
+    "adaptivePtime",
+    "priority",
+    "networkPriority",
+)
+
+# codecOptions -> codec parameter names, as mediasoup-client writes them into SDP fmtp.
+_OPUS_OPTION_PARAMETERS: dict[str, str] = {
+    "opusFec": "useinbandfec",
+    "opusDtx": "usedtx",
+    "opusMaxPlaybackRate": "maxplaybackrate",
+    "opusMaxAverageBitrate": "maxaveragebitrate",
+    "opusPtime": "ptime",
+}
+_VIDEO_OPTION_PARAMETERS: dict[str, str] = {
+    "videoGoogleStartBitrate": "x-google-start-bitrate",
+    "videoGoogleMaxBitrate": "x-google-max-bitrate",
+    "videoGoogleMinBitrate": "x-google-min-bitrate",
+}
+
+
+def normalizeEncodings(encodings: list[RtpEncodingParameters] | None) -> list[RtpEncodingParameters]:
+    """Keep only the user-settable fields of each encoding; an absent list means one encoding."""
+    if not encodings:
+        return [{}]
+    normalized: list[RtpEncodingParameters] = []
+    for encoding in encodings:
+        if not isinstance(encoding, dict):
+            raise TypeError("encodings must be a list of dicts")
+        kept: dict[str, Any] = {k: encoding[k] for k in USER_ENCODING_FIELDS if k in encoding}
+        normalized.append(kept)  # type: ignore[arg-type]
+    return normalized
+
+
+def applyCodecOptions(
+    codec: RtpCodecParameters, codecOptions: ProducerCodecOptions | None
+) -> None:
+    """Write ``codecOptions`` into the parameters (and feedback) of the codec being sent."""
+    if not codecOptions:
+        return
+    parameters = codec.setdefault("parameters", {})
+    mime_type = codec["mimeType"].lower()
+    if mime_type == "audio/opus":
+        if "opusStereo" in codecOptions:
+            stereo = 1 if codecOptions["opusStereo"] else 0
+            parameters["stereo"] = stereo
+            parameters["sprop-stereo"] = stereo
+        for option, name in _OPUS_OPTION_PARAMETERS.items():
+            if option in codecOptions:
+                value = codecOptions[option]  # type: ignore[literal-required]
+                parameters[name] = int(value) if isinstance(value, bool) else value
+        if "opusNack" in codecOptions:
+            feedback = [fb for fb in codec.get("rtcpFeedback", []) if fb["type"] != "nack"]
+            if codecOptions["opusNack"]:
+                feedback.append({"type": "nack", "parameter": ""})
+            codec["rtcpFeedback"] = feedback
+    elif mime_type.startswith("video/"):
+        for option, name in _VIDEO_OPTION_PARAMETERS.items():
+            if option in codecOptions:
+                parameters[name] = codecOptions[option]  # type: ignore[literal-required]
+
+
+def buildSendRtpParameters(
+    *,
+    kind: MediaKind,
+    extendedRtpCapabilities: ExtendedRtpCapabilities,
+    encodings: list[RtpEncodingParameters],
+    codec: RtpCodecCapability | None,
+    codecOptions: ProducerCodecOptions | None,
+    mid: str,
+    cname: str,
+    generateSsrc: Callable[[], int],
+) -> RtpParameters:
+    """The complete producer parameters for ``encodings`` (already normalised, index 0 lowest).
+
+    Raises ``TypeError('no matching codec found')`` when ``codec`` matches nothing.
+    """
+    parameters = ortc.getSendingRemoteRtpParameters(kind, extendedRtpCapabilities)
+    parameters["codecs"] = ortc.reduceCodecs(parameters["codecs"], codec)
+    if not parameters["codecs"]:
+        raise TypeError(f"no {kind} codec negotiated")
+    applyCodecOptions(parameters["codecs"][0], codecOptions)
+    has_rtx = any(c["mimeType"].lower().endswith("/rtx") for c in parameters["codecs"])
+    simulcast = len(encodings) > 1
+    sent_encodings: list[RtpEncodingParameters] = []
+    for index, encoding in enumerate(encodings):
+        sent: RtpEncodingParameters = copy.deepcopy(encoding)
+        sent["ssrc"] = generateSsrc()
+        if has_rtx:
+            sent["rtx"] = {"ssrc": generateSsrc()}
+        if simulcast:
+            sent["rid"] = f"r{index}"
+        sent_encodings.append(sent)
+    parameters["mid"] = mid
+    parameters["encodings"] = sent_encodings
+    parameters["rtcp"] = {"cname": cname, "reducedSize": True, "mux": True}
+    return parameters
