@@ -24,19 +24,6 @@ from .types import (
     RtpParameters,
 )
 
-# Encoding fields a user may set; ssrc/rid/rtx/codecPayloadType are the library's to choose.
-USER_ENCODING_FIELDS = (
-    "active",
-    "dtx",
-    "scalabilityMode",
-    "scaleResolutionDownBy",
-    "maxBitrate",
-    "maxFramerate",
-    "adaptivePtime",
-    "priority",
-    "networkPriority",
-)
-
 # codecOptions -> codec parameter names, as mediasoup-client writes them into SDP fmtp.
 _OPUS_OPTION_PARAMETERS: dict[str, str] = {
     "opusFec": "useinbandfec",
@@ -52,22 +39,42 @@ _VIDEO_OPTION_PARAMETERS: dict[str, str] = {
 }
 
 
-def normalizeEncodings(encodings: list[RtpEncodingParameters] | None) -> list[RtpEncodingParameters]:
-    """Keep only the user-settable fields of each encoding; an absent list means one encoding."""
+# The type each user-settable encoding field must have to be kept (others are dropped,
+# as mediasoup-client does).
+_ENCODING_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "dtx": bool,
+    "scalabilityMode": str,
+    "scaleResolutionDownBy": (int, float),
+    "maxBitrate": (int, float),
+    "maxFramerate": (int, float),
+    "adaptivePtime": bool,
+    "priority": str,
+    "networkPriority": str,
+}
+
+
+def normalizeEncodings(
+    encodings: list[RtpEncodingParameters] | None,
+) -> list[RtpEncodingParameters]:
+    """The encodings a handler gets: each ``active`` unless it says ``active: False``, with
+    only the well-typed user fields; no list (or an empty one) means one default encoding."""
     if not encodings:
-        return [{}]
+        return [{"active": True}]
     normalized: list[RtpEncodingParameters] = []
     for encoding in encodings:
         if not isinstance(encoding, dict):
             raise TypeError("encodings must be a list of dicts")
-        kept: dict[str, Any] = {k: encoding[k] for k in USER_ENCODING_FIELDS if k in encoding}
+        kept: dict[str, Any] = {"active": encoding.get("active") is not False}
+        for name, expected in _ENCODING_FIELD_TYPES.items():
+            value = encoding.get(name)
+            numeric = expected == (int, float)
+            if isinstance(value, expected) and not (numeric and isinstance(value, bool)):
+                kept[name] = value
         normalized.append(kept)  # type: ignore[arg-type]
     return normalized
 
 
-def applyCodecOptions(
-    codec: RtpCodecParameters, codecOptions: ProducerCodecOptions | None
-) -> None:
+def applyCodecOptions(codec: RtpCodecParameters, codecOptions: ProducerCodecOptions | None) -> None:
     """Write ``codecOptions`` into the parameters (and feedback) of the codec being sent."""
     if not codecOptions:
         return

@@ -1,0 +1,143 @@
+"""What DataProducer and DataConsumer share: one SCTP data channel, its events and its close."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .enhanced_events import EnhancedEventEmitter
+from .errors import InvalidStateError
+from .handlers.handler_interface import DataChannel
+from .types import AppData, SctpStreamParameters
+
+
+class DataEndpointChannel(Protocol):
+    """How a data endpoint tells its Transport that it closed."""
+
+    def dataEndpointClosed(self, endpoint: DataChannelEndpoint) -> None: ...
+
+
+class DataChannelEndpoint(EnhancedEventEmitter):
+    """Events: ``open``, ``error`` (exception), ``close``, ``message`` (str | bytes),
+    ``bufferedamountlow``, ``transportclose``. Observer: ``close``."""
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        dataChannel: DataChannel,
+        sctpStreamParameters: SctpStreamParameters,
+        appData: AppData | None,
+        channel: DataEndpointChannel,
+    ) -> None:
+        super().__init__()
+        self._id = id
+        self._dataChannel = dataChannel
+        self._sctpStreamParameters = sctpStreamParameters
+        self._appData: AppData = appData if appData is not None else {}
+        self._channel = channel
+        self._closed = False
+        self._observer = EnhancedEventEmitter()
+        dataChannel.on("open", self._onOpen)
+        dataChannel.on("error", self._onError)
+        dataChannel.on("close", self._onClose)
+        dataChannel.on("message", self._onMessage)
+        dataChannel.on("bufferedamountlow", self._onBufferedAmountLow)
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def dataChannel(self) -> DataChannel:
+        return self._dataChannel
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def sctpStreamParameters(self) -> SctpStreamParameters:
+        return self._sctpStreamParameters
+
+    @property
+    def readyState(self) -> str:
+        return self._dataChannel.readyState
+
+    @property
+    def label(self) -> str:
+        return self._dataChannel.label
+
+    @property
+    def protocol(self) -> str:
+        return self._dataChannel.protocol
+
+    @property
+    def bufferedAmount(self) -> int:
+        return self._dataChannel.bufferedAmount
+
+    @property
+    def bufferedAmountLowThreshold(self) -> int:
+        return self._dataChannel.bufferedAmountLowThreshold
+
+    @bufferedAmountLowThreshold.setter
+    def bufferedAmountLowThreshold(self, value: int) -> None:
+        self._dataChannel.bufferedAmountLowThreshold = value
+
+    @property
+    def appData(self) -> AppData:
+        return self._appData
+
+    @appData.setter
+    def appData(self, appData: AppData) -> None:
+        self._appData = appData
+
+    @property
+    def observer(self) -> EnhancedEventEmitter:
+        return self._observer
+
+    def send(self, data: str | bytes) -> None:
+        if self._closed:
+            raise InvalidStateError("closed")
+        if not isinstance(data, str | bytes | bytearray | memoryview):
+            raise TypeError("data must be str or bytes")
+        if self._dataChannel.readyState != "open":
+            raise InvalidStateError(f"data channel is {self._dataChannel.readyState}")
+        self._dataChannel.send(bytes(data) if not isinstance(data, str | bytes) else data)
+
+    def close(self) -> None:
+        self._finish(event=None)
+
+    def transportClosed(self) -> None:
+        self._finish(event="transportclose")
+
+    def _finish(self, event: str | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._dataChannel.close()
+        self._channel.dataEndpointClosed(self)
+        if event is not None:
+            self.safeEmit(event)
+        self._observer.safeEmit("close")
+        self.remove_all_listeners()
+        self._observer.remove_all_listeners()
+
+    def _onOpen(self) -> None:
+        if not self._closed:
+            self.safeEmit("open")
+
+    def _onError(self, error: BaseException | None = None) -> None:
+        if not self._closed:
+            self.safeEmit("error", error or Exception("unknown DataChannel error"))
+
+    def _onClose(self) -> None:
+        # The channel closed by itself (remote close, SCTP gone): we close too.
+        self._finish(event="close")
+
+    def _onMessage(self, message: str | bytes) -> None:
+        if not self._closed:
+            self.safeEmit("message", message)
+
+    def _onBufferedAmountLow(self) -> None:
+        if not self._closed:
+            self.safeEmit("bufferedamountlow")

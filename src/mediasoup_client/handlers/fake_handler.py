@@ -1,0 +1,560 @@
+"""A media engine without a network, for unit tests of the library and of applications.
+
+It behaves like a real handler where the API can see it: it calls ``onConnect`` once on first
+use and walks ``connectionState`` through connecting/connected, gives every encoding its own
+SSRC (and RTX SSRC) and rid via the same ``buildSendRtpParameters`` as the real engine, keeps
+pause/layer state per sender, returns W3C-shaped stats, and opens data channels with stream ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import random
+import secrets
+import time
+from typing import Any
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from pyee.asyncio import AsyncIOEventEmitter
+
+from ..errors import InvalidStateError
+from ..send_parameters import buildSendRtpParameters
+from ..types import (
+    DtlsParameters,
+    IceParameters,
+    IceServer,
+    MediaKind,
+    RtpCapabilities,
+    RtpEncodingParameters,
+    RtpParameters,
+    SctpCapabilities,
+    StatsReport,
+)
+from .handler_interface import (
+    HandlerFactory,
+    HandlerInterface,
+    HandlerReceiveDataChannelOptions,
+    HandlerReceiveDataChannelResult,
+    HandlerReceiveOptions,
+    HandlerReceiveResult,
+    HandlerRunOptions,
+    HandlerSendDataChannelOptions,
+    HandlerSendDataChannelResult,
+    HandlerSendOptions,
+    HandlerSendResult,
+    MediaTrack,
+)
+
+_VIDEO_FEEDBACK = [
+    {"type": "goog-remb"},
+    {"type": "transport-cc"},
+    {"type": "ccm", "parameter": "fir"},
+    {"type": "nack"},
+    {"type": "nack", "parameter": "pli"},
+]
+
+
+def _video_codec(mime_type: str, pt: int, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": "video",
+            "mimeType": mime_type,
+            "preferredPayloadType": pt,
+            "clockRate": 90000,
+            "parameters": parameters,
+            "rtcpFeedback": copy.deepcopy(_VIDEO_FEEDBACK),
+        },
+        {
+            "kind": "video",
+            "mimeType": "video/rtx",
+            "preferredPayloadType": pt + 1,
+            "clockRate": 90000,
+            "parameters": {"apt": pt},
+            "rtcpFeedback": [],
+        },
+    ]
+
+
+# What a typical WebRTC engine offers; payload types and extension ids are the engine's own.
+FAKE_NATIVE_RTP_CAPABILITIES: dict[str, Any] = {
+    "codecs": [
+        {
+            "kind": "audio",
+            "mimeType": "audio/opus",
+            "preferredPayloadType": 111,
+            "clockRate": 48000,
+            "channels": 2,
+            "parameters": {"minptime": 10, "useinbandfec": 1},
+            "rtcpFeedback": [{"type": "transport-cc"}],
+        },
+        {
+            "kind": "audio",
+            "mimeType": "audio/PCMU",
+            "preferredPayloadType": 0,
+            "clockRate": 8000,
+            "channels": 1,
+            "rtcpFeedback": [],
+        },
+        *_video_codec("video/VP8", 96, {}),
+        *_video_codec("video/VP9", 98, {"profile-id": 0}),
+        *_video_codec(
+            "video/H264",
+            100,
+            {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "42e01f"},
+        ),
+        *_video_codec(
+            "video/H264",
+            102,
+            {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "4d0032"},
+        ),
+    ],
+    "headerExtensions": [
+        {"kind": kind, "uri": uri, "preferredId": pid}
+        for kind, uri, pid in [
+            ("audio", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
+            ("video", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
+            ("video", "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", 2),
+            ("video", "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", 3),
+            ("audio", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
+            ("video", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
+            (
+                "video",
+                "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+                5,
+            ),
+            ("audio", "urn:ietf:params:rtp-hdrext:ssrc-audio-level", 10),
+            ("video", "urn:3gpp:video-orientation", 11),
+            ("video", "urn:ietf:params:rtp-hdrext:toffset", 12),
+        ]
+    ],
+}
+
+FAKE_SCTP_CAPABILITIES: SctpCapabilities = {"numStreams": {"OS": 1024, "MIS": 1024}}
+
+
+class FakeMediaTrack(MediaStreamTrack):
+    """A track that never yields media: what a fake receiver hands to a Consumer."""
+
+    def __init__(self, kind: str, id: str | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        if id is not None:
+            self._id = id
+
+    async def recv(self) -> Any:
+        raise MediaStreamError("a fake track carries no media")
+
+
+class FakeDataChannel(AsyncIOEventEmitter):
+    """An in-memory data channel: opens on the next loop iteration, records what is sent."""
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        label: str,
+        protocol: str,
+        ordered: bool,
+        maxPacketLifeTime: int | None,
+        maxRetransmits: int | None,
+    ) -> None:
+        super().__init__()
+        self._id = id
+        self._label = label
+        self._protocol = protocol
+        self.ordered = ordered
+        self.maxPacketLifeTime = maxPacketLifeTime
+        self.maxRetransmits = maxRetransmits
+        self._readyState = "connecting"
+        self._bufferedAmountLowThreshold = 0
+        self.sent: list[str | bytes] = []
+        asyncio.get_running_loop().call_soon(self._open)
+
+    @property
+    def id(self) -> int:
+        return self._id
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    @property
+    def readyState(self) -> str:
+        return self._readyState
+
+    @property
+    def bufferedAmount(self) -> int:
+        return 0
+
+    @property
+    def bufferedAmountLowThreshold(self) -> int:
+        return self._bufferedAmountLowThreshold
+
+    @bufferedAmountLowThreshold.setter
+    def bufferedAmountLowThreshold(self, value: int) -> None:
+        self._bufferedAmountLowThreshold = value
+
+    def send(self, data: str | bytes) -> None:
+        if self._readyState != "open":
+            raise InvalidStateError(f"data channel is {self._readyState}")
+        self.sent.append(data)
+
+    def receive(self, message: str | bytes) -> None:
+        """Test hook: deliver a message as if the router had forwarded it."""
+        self.emit("message", message)
+
+    def close(self) -> None:
+        if self._readyState in ("closing", "closed"):
+            return
+        self._readyState = "closed"
+        self.emit("close")
+
+    def _open(self) -> None:
+        if self._readyState == "connecting":
+            self._readyState = "open"
+            self.emit("open")
+
+
+class _FakeSender:
+    def __init__(self, track: MediaTrack | None, rtpParameters: RtpParameters) -> None:
+        self.track = track
+        self.rtpParameters = rtpParameters
+        self.paused = False
+        self.maxSpatialLayer: int | None = None
+
+    @property
+    def encodings(self) -> list[RtpEncodingParameters]:
+        return self.rtpParameters.get("encodings", [])
+
+
+class _FakeReceiver:
+    def __init__(self, track: FakeMediaTrack, rtpParameters: RtpParameters) -> None:
+        self.track = track
+        self.rtpParameters = rtpParameters
+        self.paused = False
+
+
+class FakeHandler(HandlerInterface):
+    @classmethod
+    def createFactory(
+        cls,
+        nativeRtpCapabilities: RtpCapabilities | None = None,
+        sctpCapabilities: SctpCapabilities | None = None,
+    ) -> HandlerFactory:
+        def factory() -> FakeHandler:
+            return cls(nativeRtpCapabilities, sctpCapabilities)
+
+        return factory
+
+    def __init__(
+        self,
+        nativeRtpCapabilities: RtpCapabilities | None = None,
+        sctpCapabilities: SctpCapabilities | None = None,
+    ) -> None:
+        super().__init__()
+        native: Any = nativeRtpCapabilities or FAKE_NATIVE_RTP_CAPABILITIES
+        self._nativeRtpCapabilities: RtpCapabilities = copy.deepcopy(native)
+        self._sctpCapabilities = copy.deepcopy(sctpCapabilities or FAKE_SCTP_CAPABILITIES)
+        self._options: HandlerRunOptions | None = None
+        self._connectTask: asyncio.Task[None] | None = None
+        self._closed = False
+        self._cname = secrets.token_hex(8)
+        self._localIds = itertools.count()
+        self._nextSctpStreamId = 0
+        self._usedSsrcs: set[int] = set()
+        self._senders: dict[str, _FakeSender] = {}
+        self._receivers: dict[str, _FakeReceiver] = {}
+        self._dataChannels: list[FakeDataChannel] = []
+        self.iceServers: list[IceServer] = []
+        self.iceRestarts: list[IceParameters] = []
+        # The DTLS parameters the fake "engine" reports to the app's connect handler.
+        self.localDtlsParameters: DtlsParameters = {
+            "role": "client",
+            "fingerprints": [
+                {
+                    "algorithm": "sha-256",
+                    "value": ":".join(f"{b:02X}" for b in secrets.token_bytes(32)),
+                }
+            ],
+        }
+
+    @property
+    def name(self) -> str:
+        return "FakeHandler"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def getNativeRtpCapabilities(self) -> RtpCapabilities:
+        return copy.deepcopy(self._nativeRtpCapabilities)
+
+    async def getNativeSctpCapabilities(self) -> SctpCapabilities:
+        return copy.deepcopy(self._sctpCapabilities)
+
+    def run(self, options: HandlerRunOptions) -> None:
+        self._options = options
+        self.iceServers = list(options.iceServers or [])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for channel in self._dataChannels:
+            channel.close()
+        for receiver in self._receivers.values():
+            receiver.track.stop()
+        self._senders.clear()
+        self._receivers.clear()
+        if self._options is not None:
+            self.emit("@connectionstatechange", "closed")
+
+    async def updateIceServers(self, iceServers: list[IceServer]) -> None:
+        self.iceServers = list(iceServers)
+
+    async def restartIce(self, iceParameters: IceParameters) -> None:
+        self._checkOpen()
+        self.iceRestarts.append(copy.deepcopy(iceParameters))
+
+    async def getTransportStats(self) -> StatsReport:
+        self._checkOpen()
+        now = time.time() * 1000
+        return {
+            "T01": {
+                "id": "T01",
+                "type": "transport",
+                "timestamp": now,
+                "dtlsState": "connected" if self._connectTask else "new",
+                "bytesSent": 0,
+                "bytesReceived": 0,
+            }
+        }
+
+    # Sending.
+    async def send(self, options: HandlerSendOptions) -> HandlerSendResult:
+        self._checkOpen()
+        kind: MediaKind = "audio" if options.track.kind == "audio" else "video"
+        localId = str(next(self._localIds))
+        rtpParameters = buildSendRtpParameters(
+            kind=kind,
+            extendedRtpCapabilities=self._runOptions().extendedRtpCapabilities,
+            encodings=options.encodings,
+            codec=options.codec,
+            codecOptions=options.codecOptions,
+            mid=localId,
+            cname=self._cname,
+            generateSsrc=self._generateSsrc,
+        )
+        await self._connect()
+        self._senders[localId] = _FakeSender(options.track, copy.deepcopy(rtpParameters))
+        return HandlerSendResult(localId=localId, rtpParameters=rtpParameters)
+
+    async def stopSending(self, localId: str) -> None:
+        self._checkOpen()
+        self._sender(localId)
+        del self._senders[localId]
+
+    async def pauseSending(self, localId: str) -> None:
+        self._checkOpen()
+        self._sender(localId).paused = True
+
+    async def resumeSending(self, localId: str) -> None:
+        self._checkOpen()
+        self._sender(localId).paused = False
+
+    async def replaceTrack(self, localId: str, track: MediaTrack | None) -> None:
+        self._checkOpen()
+        self._sender(localId).track = track
+
+    async def setMaxSpatialLayer(self, localId: str, spatialLayer: int) -> None:
+        self._checkOpen()
+        sender = self._sender(localId)
+        sender.maxSpatialLayer = spatialLayer
+        for index, encoding in enumerate(sender.encodings):
+            encoding["active"] = index <= spatialLayer
+
+    async def setRtpEncodingParameters(self, localId: str, params: dict[str, Any]) -> None:
+        self._checkOpen()
+        for encoding in self._sender(localId).encodings:
+            encoding.update(params)  # type: ignore[typeddict-item]
+
+    async def getSenderStats(self, localId: str) -> StatsReport:
+        self._checkOpen()
+        sender = self._sender(localId)
+        now = time.time() * 1000
+        kind = sender.track.kind if sender.track else "video"
+        report: StatsReport = {}
+        for encoding in sender.encodings:
+            stats_id = f"OT{localId}-{encoding['ssrc']}"
+            report[stats_id] = {
+                "id": stats_id,
+                "type": "outbound-rtp",
+                "timestamp": now,
+                "kind": kind,
+                "ssrc": encoding["ssrc"],
+                "rid": encoding.get("rid"),
+                "active": encoding.get("active", True) and not sender.paused,
+                "packetsSent": 0,
+                "bytesSent": 0,
+            }
+        return report
+
+    async def sendDataChannel(
+        self, options: HandlerSendDataChannelOptions
+    ) -> HandlerSendDataChannelResult:
+        self._checkOpen()
+        numStreams = self._sctpCapabilities["numStreams"]["OS"]
+        streamId = self._nextSctpStreamId
+        self._nextSctpStreamId = (self._nextSctpStreamId + 1) % numStreams
+        await self._connect()
+        channel = FakeDataChannel(
+            id=streamId,
+            label=options.label,
+            protocol=options.protocol,
+            ordered=options.ordered,
+            maxPacketLifeTime=options.maxPacketLifeTime,
+            maxRetransmits=options.maxRetransmits,
+        )
+        self._dataChannels.append(channel)
+        sctpStreamParameters: Any = {"streamId": streamId, "ordered": options.ordered}
+        if options.maxPacketLifeTime is not None:
+            sctpStreamParameters["maxPacketLifeTime"] = options.maxPacketLifeTime
+        if options.maxRetransmits is not None:
+            sctpStreamParameters["maxRetransmits"] = options.maxRetransmits
+        return HandlerSendDataChannelResult(
+            dataChannel=channel, sctpStreamParameters=sctpStreamParameters
+        )
+
+    # Receiving.
+    async def receive(self, optionsList: list[HandlerReceiveOptions]) -> list[HandlerReceiveResult]:
+        self._checkOpen()
+        await self._connect()
+        results: list[HandlerReceiveResult] = []
+        for options in optionsList:
+            localId = str(next(self._localIds))
+            track = FakeMediaTrack(options.kind, id=options.trackId)
+            self._receivers[localId] = _FakeReceiver(track, options.rtpParameters)
+            results.append(HandlerReceiveResult(localId=localId, track=track))
+        return results
+
+    async def stopReceiving(self, localIds: list[str]) -> None:
+        self._checkOpen()
+        for localId in localIds:
+            self._receiver(localId).track.stop()
+            del self._receivers[localId]
+
+    async def pauseReceiving(self, localIds: list[str]) -> None:
+        self._checkOpen()
+        for localId in localIds:
+            self._receiver(localId).paused = True
+
+    async def resumeReceiving(self, localIds: list[str]) -> None:
+        self._checkOpen()
+        for localId in localIds:
+            self._receiver(localId).paused = False
+
+    async def getReceiverStats(self, localId: str) -> StatsReport:
+        self._checkOpen()
+        receiver = self._receiver(localId)
+        now = time.time() * 1000
+        report: StatsReport = {}
+        for encoding in receiver.rtpParameters.get("encodings", []):
+            stats_id = f"IT{localId}-{encoding.get('ssrc')}"
+            report[stats_id] = {
+                "id": stats_id,
+                "type": "inbound-rtp",
+                "timestamp": now,
+                "kind": receiver.track.kind,
+                "ssrc": encoding.get("ssrc"),
+                "packetsReceived": 0,
+                "packetsLost": 0,
+                "bytesReceived": 0,
+            }
+        return report
+
+    async def receiveDataChannel(
+        self, options: HandlerReceiveDataChannelOptions
+    ) -> HandlerReceiveDataChannelResult:
+        self._checkOpen()
+        await self._connect()
+        params = options.sctpStreamParameters
+        channel = FakeDataChannel(
+            id=params.get("streamId", 0),
+            label=options.label,
+            protocol=options.protocol,
+            ordered=params.get("ordered", True),
+            maxPacketLifeTime=params.get("maxPacketLifeTime"),
+            maxRetransmits=params.get("maxRetransmits"),
+        )
+        self._dataChannels.append(channel)
+        return HandlerReceiveDataChannelResult(dataChannel=channel)
+
+    def getDataChannelMaxMessageSize(self) -> int | None:
+        options = self._options
+        if options is None or options.sctpParameters is None:
+            return None
+        return options.sctpParameters.get("maxMessageSize")
+
+    # Introspection for tests.
+    def senderState(self, localId: str) -> _FakeSender:
+        return self._sender(localId)
+
+    def receiverState(self, localId: str) -> _FakeReceiver:
+        return self._receiver(localId)
+
+    # Internals.
+    async def _connect(self) -> None:
+        """Ask the app to connect once, on first use; later calls wait for the same answer."""
+        if self._connectTask is None:
+            self._connectTask = asyncio.ensure_future(self._runConnect())
+        try:
+            await asyncio.shield(self._connectTask)
+        except BaseException:
+            # A failed connect is retried by the next call, as a real engine would re-signal.
+            if self._connectTask.done():
+                self._connectTask = None
+            raise
+
+    async def _runConnect(self) -> None:
+        options = self._runOptions()
+        self.emit("@icegatheringstatechange", "gathering")
+        self.emit("@icegatheringstatechange", "complete")
+        await options.onConnect(copy.deepcopy(self.localDtlsParameters))
+        if self._closed:
+            raise InvalidStateError("closed")
+        self.emit("@connectionstatechange", "connecting")
+        self.emit("@connectionstatechange", "connected")
+
+    def _generateSsrc(self) -> int:
+        while True:
+            ssrc = random.randint(100_000_000, 999_999_999)
+            if ssrc not in self._usedSsrcs:
+                self._usedSsrcs.add(ssrc)
+                return ssrc
+
+    def _runOptions(self) -> HandlerRunOptions:
+        if self._options is None:
+            raise InvalidStateError("handler not running")
+        return self._options
+
+    def _checkOpen(self) -> None:
+        if self._closed:
+            raise InvalidStateError("closed")
+
+    def _sender(self, localId: str) -> _FakeSender:
+        try:
+            return self._senders[localId]
+        except KeyError:
+            raise InvalidStateError(f"no sender with localId {localId!r}") from None
+
+    def _receiver(self, localId: str) -> _FakeReceiver:
+        try:
+            return self._receivers[localId]
+        except KeyError:
+            raise InvalidStateError(f"no receiver with localId {localId!r}") from None

@@ -1,0 +1,538 @@
+"""Transport: one mediasoup WebRtcTransport, for sending or for receiving."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from . import ortc
+from .background import BackgroundWork
+from .command_queue import CommandQueue
+from .consumer import Consumer
+from .data_channel_endpoint import DataChannelEndpoint
+from .data_consumer import DataConsumer
+from .data_producer import DataProducer
+from .enhanced_events import EnhancedEventEmitter
+from .errors import InvalidStateError, UnsupportedError
+from .handlers.handler_interface import (
+    HandlerFactory,
+    HandlerReceiveDataChannelOptions,
+    HandlerReceiveOptions,
+    HandlerRunOptions,
+    HandlerSendDataChannelOptions,
+    HandlerSendOptions,
+    MediaTrack,
+)
+from .producer import Producer
+from .send_parameters import normalizeEncodings
+from .types import (
+    AppData,
+    ConnectionState,
+    DtlsParameters,
+    ExtendedRtpCapabilities,
+    IceCandidate,
+    IceGatheringState,
+    IceParameters,
+    IceServer,
+    ProducerCodecOptions,
+    RtpCapabilities,
+    RtpCodecCapability,
+    RtpEncodingParameters,
+    RtpParameters,
+    SctpParameters,
+    SctpStreamParameters,
+    StatsReport,
+    TransportDirection,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Transport(EnhancedEventEmitter):
+    """Signaling events (awaited; plain or async handlers, called with keyword arguments):
+    ``connect(dtlsParameters)``, ``produce(kind, rtpParameters, appData) -> id``,
+    ``producedata(sctpStreamParameters, label, protocol, appData) -> id``.
+    Other events: ``connectionstatechange(state)``, ``icegatheringstatechange(state)``.
+    Observer: ``close newproducer newconsumer newdataproducer newdataconsumer``.
+    """
+
+    def __init__(
+        self,
+        *,
+        direction: TransportDirection,
+        id: str,
+        iceParameters: IceParameters,
+        iceCandidates: list[IceCandidate],
+        dtlsParameters: DtlsParameters,
+        sctpParameters: SctpParameters | None,
+        iceServers: list[IceServer] | None,
+        iceTransportPolicy: str | None,
+        appData: AppData | None,
+        handlerFactory: HandlerFactory,
+        extendedRtpCapabilities: ExtendedRtpCapabilities,
+        recvRtpCapabilities: RtpCapabilities,
+        canProduceByKind: dict[str, bool],
+    ) -> None:
+        super().__init__()
+        self._id = id
+        self._direction: TransportDirection = direction
+        self._closed = False
+        self._connectionState: ConnectionState = "new"
+        self._iceGatheringState: IceGatheringState = "new"
+        self._appData: AppData = appData if appData is not None else {}
+        self._recvRtpCapabilities = recvRtpCapabilities
+        self._canProduceByKind = canProduceByKind
+        self._sctpParameters = sctpParameters
+        self._producers: dict[str, Producer] = {}
+        self._consumers: dict[str, Consumer] = {}
+        self._dataProducers: dict[str, DataProducer] = {}
+        self._dataConsumers: dict[str, DataConsumer] = {}
+        self._queue = CommandQueue()
+        self._background = BackgroundWork(f"transport {id}")
+        self._observer = EnhancedEventEmitter()
+        self._handler = handlerFactory()
+        self._handler.on("@connectionstatechange", self._onConnectionStateChange)
+        self._handler.on("@icegatheringstatechange", self._onIceGatheringStateChange)
+        self._handler.run(
+            HandlerRunOptions(
+                direction=direction,
+                iceParameters=iceParameters,
+                iceCandidates=iceCandidates,
+                dtlsParameters=dtlsParameters,
+                sctpParameters=sctpParameters,
+                iceServers=iceServers,
+                iceTransportPolicy=iceTransportPolicy,
+                extendedRtpCapabilities=extendedRtpCapabilities,
+                onConnect=self._onHandlerConnect,
+            )
+        )
+
+    # Properties.
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def direction(self) -> TransportDirection:
+        return self._direction
+
+    @property
+    def handler(self) -> Any:
+        """The engine behind this transport (for diagnostics)."""
+        return self._handler
+
+    @property
+    def connectionState(self) -> ConnectionState:
+        return self._connectionState
+
+    @property
+    def iceGatheringState(self) -> IceGatheringState:
+        return self._iceGatheringState
+
+    @property
+    def appData(self) -> AppData:
+        return self._appData
+
+    @appData.setter
+    def appData(self, appData: AppData) -> None:
+        self._appData = appData
+
+    @property
+    def observer(self) -> EnhancedEventEmitter:
+        return self._observer
+
+    # Transport-level methods.
+    def close(self) -> None:
+        """Close the transport and, with it, every producer, consumer and data endpoint
+        (each emits ``transportclose``)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.close()
+        self._handler.close()
+        self._connectionState = "closed"
+        endpoints: list[Producer | Consumer | DataChannelEndpoint] = [
+            *self._producers.values(),
+            *self._consumers.values(),
+            *self._dataProducers.values(),
+            *self._dataConsumers.values(),
+        ]
+        for endpoint in endpoints:
+            endpoint.transportClosed()
+        self._producers.clear()
+        self._consumers.clear()
+        self._dataProducers.clear()
+        self._dataConsumers.clear()
+        self._observer.safeEmit("close")
+        self.remove_all_listeners()
+        self._observer.remove_all_listeners()
+
+    async def getStats(self) -> StatsReport:
+        if self._closed:
+            raise InvalidStateError("closed")
+        return await self._handler.getTransportStats()
+
+    async def restartIce(self, *, iceParameters: IceParameters | None = None) -> None:
+        """Apply the ICE parameters the server's ``restartIce`` returned."""
+        if self._closed:
+            raise InvalidStateError("closed")
+        if not isinstance(iceParameters, dict):
+            raise TypeError("missing iceParameters")
+        params = iceParameters
+        await self._queue.push(lambda: self._handler.restartIce(params))
+
+    async def updateIceServers(self, *, iceServers: list[IceServer] | None = None) -> None:
+        if self._closed:
+            raise InvalidStateError("closed")
+        if not isinstance(iceServers, list):
+            raise TypeError("missing iceServers")
+        servers = iceServers
+        await self._queue.push(lambda: self._handler.updateIceServers(servers))
+
+    def getDataChannelMaxMessageSize(self) -> int | None:
+        return self._handler.getDataChannelMaxMessageSize()
+
+    # Producing.
+    async def produce(
+        self,
+        *,
+        track: MediaTrack | None = None,
+        encodings: list[RtpEncodingParameters] | None = None,
+        codecOptions: ProducerCodecOptions | None = None,
+        codec: RtpCodecCapability | None = None,
+        stopTracks: bool = True,
+        disableTrackOnPause: bool = True,
+        zeroRtpOnPause: bool = False,
+        appData: AppData | None = None,
+    ) -> Producer:
+        """Send ``track`` to the router. ``encodings`` with several entries means simulcast,
+        index 0 the lowest layer."""
+        if self._closed:
+            raise InvalidStateError("closed")
+        if track is None:
+            raise TypeError("missing track")
+        if self._direction != "send":
+            raise UnsupportedError("not a sending transport")
+        if not self._canProduceByKind.get(track.kind, False):
+            raise UnsupportedError(f"cannot produce {track.kind}")
+        if track.readyState == "ended":
+            raise InvalidStateError("track ended")
+        self._checkConnectListener()
+        if self.listenerCount("produce") == 0:
+            raise TypeError('no "produce" listener set into this transport')
+        if appData is not None and not isinstance(appData, dict):
+            raise TypeError("if given, appData must be a dict")
+        sending_track = track
+
+        async def command() -> Producer:
+            if encodings is not None and not isinstance(encodings, list):
+                raise TypeError("encodings must be a list")
+            result = await self._handler.send(
+                HandlerSendOptions(
+                    track=sending_track,
+                    encodings=normalizeEncodings(encodings),
+                    codecOptions=codecOptions,
+                    codec=codec,
+                    zeroRtpOnPause=zeroRtpOnPause,
+                )
+            )
+            try:
+                ortc.validateAndNormalizeRtpParameters(result.rtpParameters)
+                answer = await self.emitAndWait(
+                    "produce",
+                    kind=sending_track.kind,
+                    rtpParameters=result.rtpParameters,
+                    appData=appData if appData is not None else {},
+                )
+                producer = Producer(
+                    id=_answerId(answer, "produce"),
+                    localId=result.localId,
+                    track=sending_track,
+                    rtpParameters=result.rtpParameters,
+                    stopTracks=stopTracks,
+                    disableTrackOnPause=disableTrackOnPause,
+                    zeroRtpOnPause=zeroRtpOnPause,
+                    appData=appData,
+                    channel=self,
+                )
+            except BaseException:
+                await self._stopSendingQuietly(result.localId)
+                raise
+            self._producers[producer.id] = producer
+            self._observer.safeEmit("newproducer", producer)
+            return producer
+
+        try:
+            return await self._queue.push(command)
+        except BaseException:
+            if stopTracks:
+                try:
+                    track.stop()
+                except Exception:
+                    logger.debug("stopping the track of a failed produce() failed", exc_info=True)
+            raise
+
+    # Consuming.
+    async def consume(
+        self,
+        *,
+        id: str | None = None,
+        producerId: str | None = None,
+        kind: str | None = None,
+        rtpParameters: RtpParameters | None = None,
+        streamId: str | None = None,
+        appData: AppData | None = None,
+    ) -> Consumer:
+        """Receive a router Consumer (the parameters the server's ``consume`` returned)."""
+        if self._closed:
+            raise InvalidStateError("closed")
+        if self._direction != "recv":
+            raise UnsupportedError("not a receiving transport")
+        if not isinstance(id, str):
+            raise TypeError("missing id")
+        if not isinstance(producerId, str):
+            raise TypeError("missing producerId")
+        if kind not in ("audio", "video"):
+            raise TypeError(f"invalid kind {kind!r}")
+        self._checkConnectListener()
+        if appData is not None and not isinstance(appData, dict):
+            raise TypeError("if given, appData must be a dict")
+        if not isinstance(rtpParameters, dict):
+            raise TypeError("missing rtpParameters")
+        parameters: RtpParameters = copy.deepcopy(rtpParameters)
+        ortc.validateAndNormalizeRtpParameters(parameters)
+        if not ortc.canReceive(parameters, self._recvRtpCapabilities):
+            raise UnsupportedError("cannot consume this Producer")
+        consumer_id, producer_id, media_kind = id, producerId, kind
+
+        async def command() -> Consumer:
+            [result] = await self._handler.receive(
+                [
+                    HandlerReceiveOptions(
+                        trackId=consumer_id,
+                        kind="audio" if media_kind == "audio" else "video",
+                        rtpParameters=parameters,
+                        streamId=streamId,
+                    )
+                ]
+            )
+            consumer = Consumer(
+                id=consumer_id,
+                localId=result.localId,
+                producerId=producer_id,
+                track=result.track,
+                rtpParameters=parameters,
+                appData=appData,
+                channel=self,
+            )
+            self._consumers[consumer.id] = consumer
+            self._observer.safeEmit("newconsumer", consumer)
+            return consumer
+
+        return await self._queue.push(command)
+
+    # Data.
+    async def produceData(
+        self,
+        *,
+        ordered: bool = True,
+        maxPacketLifeTime: int | None = None,
+        maxRetransmits: int | None = None,
+        label: str = "",
+        protocol: str = "",
+        appData: AppData | None = None,
+    ) -> DataProducer:
+        if self._closed:
+            raise InvalidStateError("closed")
+        if self._direction != "send":
+            raise UnsupportedError("not a sending transport")
+        if self._sctpParameters is None:
+            raise UnsupportedError("SCTP not enabled by remote transport")
+        self._checkConnectListener()
+        if self.listenerCount("producedata") == 0:
+            raise TypeError('no "producedata" listener set into this transport')
+        if appData is not None and not isinstance(appData, dict):
+            raise TypeError("if given, appData must be a dict")
+        if maxPacketLifeTime is not None and maxRetransmits is not None:
+            raise TypeError("cannot set both maxPacketLifeTime and maxRetransmits")
+        # Partial reliability implies unordered delivery, as in mediasoup-client.
+        if maxPacketLifeTime or maxRetransmits:
+            ordered = False
+
+        async def command() -> DataProducer:
+            result = await self._handler.sendDataChannel(
+                HandlerSendDataChannelOptions(
+                    ordered=ordered,
+                    maxPacketLifeTime=maxPacketLifeTime,
+                    maxRetransmits=maxRetransmits,
+                    label=label,
+                    protocol=protocol,
+                )
+            )
+            try:
+                ortc.validateAndNormalizeSctpStreamParameters(result.sctpStreamParameters)
+                answer = await self.emitAndWait(
+                    "producedata",
+                    sctpStreamParameters=result.sctpStreamParameters,
+                    label=label,
+                    protocol=protocol,
+                    appData=appData if appData is not None else {},
+                )
+                dataProducer = DataProducer(
+                    id=_answerId(answer, "producedata"),
+                    dataChannel=result.dataChannel,
+                    sctpStreamParameters=result.sctpStreamParameters,
+                    appData=appData,
+                    channel=self,
+                )
+            except BaseException:
+                result.dataChannel.close()
+                raise
+            self._dataProducers[dataProducer.id] = dataProducer
+            self._observer.safeEmit("newdataproducer", dataProducer)
+            return dataProducer
+
+        return await self._queue.push(command)
+
+    async def consumeData(
+        self,
+        *,
+        id: str | None = None,
+        dataProducerId: str | None = None,
+        sctpStreamParameters: SctpStreamParameters | None = None,
+        label: str = "",
+        protocol: str = "",
+        appData: AppData | None = None,
+    ) -> DataConsumer:
+        if self._closed:
+            raise InvalidStateError("closed")
+        if self._direction != "recv":
+            raise UnsupportedError("not a receiving transport")
+        if self._sctpParameters is None:
+            raise UnsupportedError("SCTP not enabled by remote transport")
+        if not isinstance(id, str):
+            raise TypeError("missing id")
+        if not isinstance(dataProducerId, str):
+            raise TypeError("missing dataProducerId")
+        self._checkConnectListener()
+        if appData is not None and not isinstance(appData, dict):
+            raise TypeError("if given, appData must be a dict")
+        if not isinstance(sctpStreamParameters, dict):
+            raise TypeError("missing sctpStreamParameters")
+        parameters: SctpStreamParameters = copy.deepcopy(sctpStreamParameters)
+        ortc.validateAndNormalizeSctpStreamParameters(parameters)
+        data_consumer_id, data_producer_id = id, dataProducerId
+
+        async def command() -> DataConsumer:
+            result = await self._handler.receiveDataChannel(
+                HandlerReceiveDataChannelOptions(
+                    sctpStreamParameters=parameters, label=label, protocol=protocol
+                )
+            )
+            dataConsumer = DataConsumer(
+                id=data_consumer_id,
+                dataProducerId=data_producer_id,
+                dataChannel=result.dataChannel,
+                sctpStreamParameters=parameters,
+                appData=appData,
+                channel=self,
+            )
+            self._dataConsumers[dataConsumer.id] = dataConsumer
+            self._observer.safeEmit("newdataconsumer", dataConsumer)
+            return dataConsumer
+
+        return await self._queue.push(command)
+
+    # ProducerChannel / ConsumerChannel / DataEndpointChannel: what endpoints ask of us.
+    async def stopSending(self, localId: str) -> None:
+        await self._queue.push(lambda: self._handler.stopSending(localId))
+
+    async def pauseSending(self, localId: str) -> None:
+        await self._queue.push(lambda: self._handler.pauseSending(localId))
+
+    async def resumeSending(self, localId: str) -> None:
+        await self._queue.push(lambda: self._handler.resumeSending(localId))
+
+    async def replaceTrack(self, localId: str, track: MediaTrack | None) -> None:
+        await self._queue.push(lambda: self._handler.replaceTrack(localId, track))
+
+    async def setMaxSpatialLayer(self, localId: str, spatialLayer: int) -> None:
+        await self._queue.push(lambda: self._handler.setMaxSpatialLayer(localId, spatialLayer))
+
+    async def setRtpEncodingParameters(self, localId: str, params: dict[str, Any]) -> None:
+        await self._queue.push(lambda: self._handler.setRtpEncodingParameters(localId, params))
+
+    async def getSenderStats(self, localId: str) -> StatsReport:
+        if self._closed:
+            raise InvalidStateError("closed")
+        return await self._handler.getSenderStats(localId)
+
+    async def pauseReceiving(self, localId: str) -> None:
+        await self._queue.push(lambda: self._handler.pauseReceiving([localId]))
+
+    async def resumeReceiving(self, localId: str) -> None:
+        await self._queue.push(lambda: self._handler.resumeReceiving([localId]))
+
+    async def getReceiverStats(self, localId: str) -> StatsReport:
+        if self._closed:
+            raise InvalidStateError("closed")
+        return await self._handler.getReceiverStats(localId)
+
+    def producerClosed(self, producer: Producer) -> None:
+        self._producers.pop(producer.id, None)
+        if not self._closed:
+            self._background.spawn(self.stopSending(producer.localId), "stopSending")
+
+    def consumerClosed(self, consumer: Consumer) -> None:
+        self._consumers.pop(consumer.id, None)
+        if not self._closed:
+            localId = consumer.localId
+            self._background.spawn(
+                self._queue.push(lambda: self._handler.stopReceiving([localId])), "stopReceiving"
+            )
+
+    def dataEndpointClosed(self, endpoint: DataChannelEndpoint) -> None:
+        self._dataProducers.pop(endpoint.id, None)
+        self._dataConsumers.pop(endpoint.id, None)
+
+    # Internals.
+    def _checkConnectListener(self) -> None:
+        if self.listenerCount("connect") == 0 and self._connectionState == "new":
+            raise TypeError('no "connect" listener set into this transport')
+
+    async def _onHandlerConnect(self, dtlsParameters: DtlsParameters) -> None:
+        if self._closed:
+            raise InvalidStateError("closed")
+        await self.emitAndWait("connect", dtlsParameters=dtlsParameters)
+
+    async def _stopSendingQuietly(self, localId: str) -> None:
+        try:
+            await self._handler.stopSending(localId)
+        except Exception:
+            logger.debug("cleaning up a failed produce() failed", exc_info=True)
+
+    def _onConnectionStateChange(self, state: ConnectionState) -> None:
+        if state == self._connectionState or self._closed:
+            return
+        self._connectionState = state
+        self.safeEmit("connectionstatechange", state)
+
+    def _onIceGatheringStateChange(self, state: IceGatheringState) -> None:
+        if state == self._iceGatheringState or self._closed:
+            return
+        self._iceGatheringState = state
+        self.safeEmit("icegatheringstatechange", state)
+
+
+def _answerId(answer: Any, event: str) -> str:
+    """The id a signaling handler returned: a ``str`` (or mediasoup-demo's ``{"id": ...}``)."""
+    if isinstance(answer, dict):
+        answer = answer.get("id")
+    if not isinstance(answer, str) or not answer:
+        raise TypeError(f'the "{event}" listener must return the server-side id (a str)')
+    return answer
