@@ -1,0 +1,90 @@
+"""What the library's own send path can encode and which RTP header extensions it writes.
+
+Payload types and extension ids here are local preferences only: the producer's final
+``rtpParameters`` carry the router's, and the sender reads those. transport-cc is not offered:
+the send path has no transport-wide congestion control, so the router falls back to REMB
+(which needs abs-send-time).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ....types import RtcpFeedback, RtpCapabilities, RtpCodecCapability, RtpHeaderExtension
+from .encoders import vp9Available
+
+URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+URI_RRID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+_VIDEO_FEEDBACK: list[RtcpFeedback] = [
+    {"type": "goog-remb", "parameter": ""},
+    {"type": "ccm", "parameter": "fir"},
+    {"type": "nack", "parameter": ""},
+    {"type": "nack", "parameter": "pli"},
+]
+
+
+def _video(mimeType: str, pt: int, parameters: dict[str, object]) -> list[RtpCodecCapability]:
+    media: RtpCodecCapability = {
+        "kind": "video",
+        "mimeType": mimeType,
+        "preferredPayloadType": pt,
+        "clockRate": 90000,
+        "parameters": dict(parameters),
+        "rtcpFeedback": copy.deepcopy(_VIDEO_FEEDBACK),
+    }
+    rtx: RtpCodecCapability = {
+        "kind": "video",
+        "mimeType": "video/rtx",
+        "preferredPayloadType": pt + 1,
+        "clockRate": 90000,
+        "parameters": {"apt": pt},
+        "rtcpFeedback": [],
+    }
+    return [media, rtx]
+
+
+def sendCodecs() -> list[RtpCodecCapability]:
+    """The codecs the send path encodes, in preference order (a fresh copy every call)."""
+    # Opus NACK is not offered: mediasoup-client only adds it when codecOptions.opusNack asks.
+    codecs: list[RtpCodecCapability] = [
+        {
+            "kind": "audio",
+            "mimeType": "audio/opus",
+            "preferredPayloadType": 111,
+            "clockRate": 48000,
+            "channels": 2,
+            "parameters": {"minptime": 10, "useinbandfec": 1},
+            "rtcpFeedback": [],
+        }
+    ]
+    codecs += _video("video/VP8", 96, {})
+    if vp9Available():
+        codecs += _video("video/VP9", 98, {"profile-id": 0})
+    codecs += _video(
+        "video/H264",
+        100,
+        {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "42e01f"},
+    )
+    return codecs
+
+
+def sendHeaderExtensions() -> list[RtpHeaderExtension]:
+    """The header extensions the send path writes (a fresh copy every call)."""
+    return [
+        {"kind": "audio", "uri": URI_MID, "preferredId": 1},
+        {"kind": "video", "uri": URI_MID, "preferredId": 1},
+        {"kind": "video", "uri": URI_RID, "preferredId": 2},
+        {"kind": "video", "uri": URI_RRID, "preferredId": 3},
+        {"kind": "audio", "uri": URI_ABS_SEND_TIME, "preferredId": 4},
+        {"kind": "video", "uri": URI_ABS_SEND_TIME, "preferredId": 4},
+        {"kind": "audio", "uri": URI_AUDIO_LEVEL, "preferredId": 10},
+    ]
+
+
+def getSendRtpCapabilities() -> RtpCapabilities:
+    """``sendCodecs()`` and ``sendHeaderExtensions()`` as one RtpCapabilities dict."""
+    return {"codecs": sendCodecs(), "headerExtensions": sendHeaderExtensions()}

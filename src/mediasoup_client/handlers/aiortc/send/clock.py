@@ -1,0 +1,104 @@
+"""The sender's own media clock, and frame-rate limiting.
+
+RTP timestamps come from this clock, not straight from the source's pts: a replaced track (or
+a source whose pts restart or jump) must not move the timestamps backwards. Within one
+continuous run of a source its pts spacing is kept exactly (so a source that runs faster or
+slower than real time still yields correct media time); at a discontinuity the clock continues
+from where it was, advanced by the wall-clock time that passed.
+"""
+
+from __future__ import annotations
+
+# A pts jump larger than this (seconds) is a discontinuity, not a gap in the media.
+_MAX_PTS_JUMP = 2.0
+
+
+class MediaClock:
+    """Maps source times (seconds, or None when unknown) to an unwrapped timestamp in
+    ``rate`` units that never decreases (``strict``: always increases)."""
+
+    def __init__(self, rate: int, *, strict: bool = True) -> None:
+        self.rate = rate
+        self._strict = strict
+        self._anchor_source: float | None = None
+        self._anchor_timestamp = 0
+        self._last_source: float | None = None
+        self._last_timestamp: int | None = None
+        self._last_wall = 0.0
+
+    @property
+    def lastTimestamp(self) -> int | None:
+        return self._last_timestamp
+
+    def discontinuity(self) -> None:
+        """The next source time starts a new run (new track, resume after pause)."""
+        self._anchor_source = None
+
+    def map(self, sourceTime: float | None, wallTime: float) -> int:
+        previous = self._last_timestamp
+        last_source = self._last_source
+        if (
+            sourceTime is None
+            or self._anchor_source is None
+            or last_source is None
+            or sourceTime < last_source
+            or sourceTime - last_source > _MAX_PTS_JUMP
+        ):
+            if previous is None:
+                timestamp = 0
+            else:
+                timestamp = previous + round((wallTime - self._last_wall) * self.rate)
+            self._anchor_source = sourceTime
+            self._anchor_timestamp = timestamp
+        else:
+            timestamp = self._anchor_timestamp + round(
+                (sourceTime - self._anchor_source) * self.rate
+            )
+        if previous is not None:
+            floor = previous + 1 if self._strict else previous
+            timestamp = max(timestamp, floor)
+        self._last_timestamp = timestamp
+        self._last_source = sourceTime
+        self._last_wall = wallTime
+        return timestamp
+
+    def advance(self, ticks: int, wallTime: float) -> int:
+        """Timestamp-by-counting (audio): the previous timestamp plus ``ticks``."""
+        previous = self._last_timestamp
+        timestamp = 0 if previous is None else previous + ticks
+        self._last_timestamp = timestamp
+        self._last_wall = wallTime
+        return timestamp
+
+    def skipWallTime(self, wallTime: float, minimum: int) -> None:
+        """After a gap (pause, new track): move on by the wall time that passed, at least
+        ``minimum`` ticks, so the next ``advance`` continues from there."""
+        if self._last_timestamp is None:
+            return
+        gap = round((wallTime - self._last_wall) * self.rate)
+        self._last_timestamp += max(gap, minimum) - minimum
+        self._last_wall = wallTime
+
+
+class FramerateLimiter:
+    """Keeps at most ``maxFramerate`` frames per second of media time (None: all)."""
+
+    def __init__(self, rate: int) -> None:
+        self._rate = rate
+        self._next_due: float | None = None
+
+    def reset(self) -> None:
+        self._next_due = None
+
+    def accept(self, timestamp: int, maxFramerate: float | None) -> bool:
+        if not maxFramerate or maxFramerate <= 0:
+            self._next_due = None
+            return True
+        interval = self._rate / maxFramerate
+        # 10 % tolerance so a source slightly faster than the limit is not halved.
+        if self._next_due is not None and timestamp < self._next_due - interval * 0.1:
+            return False
+        due = timestamp + interval if self._next_due is None else self._next_due + interval
+        # Never bank credit for a burst after a long gap.
+        self._next_due = max(due, timestamp + interval * 0.5)
+        return True

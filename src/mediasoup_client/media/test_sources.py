@@ -1,0 +1,202 @@
+"""Synthetic aiortc tracks: a moving video pattern and a tone (or silence).
+
+Both pace themselves in real time like aiortc's ``VideoStreamTrack`` (``paced=True``), or run
+``speed`` times faster, or not at all (``paced=False``: every ``recv()`` returns the next frame
+at once, for code that sets its own pace). Frame timestamps always describe media time at the
+nominal rate, whatever the pacing.
+
+The video frame number is drawn as a 16-bit barcode in the top rows (``readFrameNumber`` reads
+it back from a decoded frame), so a receiver can check order, loss and latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+VIDEO_CLOCK_RATE = 90000
+_BARCODE_BITS = 16
+_BARCODE_ROWS = 16
+
+
+class _Pacer:
+    """Sleeps until media time ``t`` (seconds) is due, ``speed`` times faster than real."""
+
+    def __init__(self, paced: bool, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._paced = paced
+        self._speed = speed
+        self._start: float | None = None
+
+    async def wait(self, mediaTime: float) -> None:
+        if not self._paced:
+            # Still yield, so a reader looping on recv() cannot starve the event loop.
+            await asyncio.sleep(0)
+            return
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now - mediaTime / self._speed
+        delay = self._start + mediaTime / self._speed - now
+        await asyncio.sleep(max(0.0, delay))
+
+
+class PatternVideoTrack(MediaStreamTrack):
+    """A moving, textured yuv420p pattern at ``fps`` (enough detail that encoders need their
+    bitrate), with the frame number as a barcode."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        width: int = 640,
+        height: int = 480,
+        fps: float = 30,
+        *,
+        paced: bool = True,
+        speed: float = 1.0,
+        seed: int = 1,
+    ) -> None:
+        super().__init__()
+        if width < 16 or height < 16 or width % 2 or height % 2:
+            raise ValueError("width and height must be even and at least 16")
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self._pacer = _Pacer(paced, speed)
+        self._index = 0
+        rng = np.random.default_rng(seed)
+        # Texture twice the frame size, so a moving window over it never wraps visibly.
+        # Coarse (8x8-pixel) noise: detail like a real scene, not incompressible static.
+        coarse = rng.integers(0, 80, size=(height // 4 + 1, width // 4 + 1), dtype=np.uint8)
+        self._texture = np.kron(coarse, np.ones((8, 8), dtype=np.uint8))[: height * 2, : width * 2]
+        yy, xx = np.mgrid[0:height, 0:width]
+        self._gradient = (
+            (xx * 255 // max(1, width - 1) + yy * 255 // max(1, height - 1)) // 2
+        ).astype(np.uint8)
+        self._chroma_u = np.full((height // 2, width // 2), 128, dtype=np.uint8)
+        self._chroma_v = np.full((height // 2, width // 2), 128, dtype=np.uint8)
+        self._box = max(8, min(width, height) // 6)
+
+    @property
+    def framesGenerated(self) -> int:
+        return self._index
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        index = self._index
+        await self._pacer.wait(index / self.fps)
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._index += 1
+        frame = av.VideoFrame.from_ndarray(self._draw(index), format="yuv420p")
+        frame.pts = round(index * VIDEO_CLOCK_RATE / self.fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        return frame
+
+    def _draw(self, index: int) -> np.ndarray:
+        w, h = self.width, self.height
+        ox = (index * 3) % w
+        oy = (index * 2) % h
+        y = self._texture[oy : oy + h, ox : ox + w] + (self._gradient // 2)
+        # A bright box bouncing across the frame.
+        span_x = max(1, w - self._box)
+        span_y = max(1, h - self._box)
+        bx = abs((index * 7) % (2 * span_x) - span_x)
+        by = abs((index * 5) % (2 * span_y) - span_y)
+        y[by : by + self._box, bx : bx + self._box] = 235
+        self._drawBarcode(y, index)
+        shade = np.uint8(64 + (index * 2) % 128)
+        self._chroma_u[:, :] = shade
+        self._chroma_v[:, :] = 255 - shade
+        return np.concatenate(
+            [y.reshape(-1), self._chroma_u.reshape(-1), self._chroma_v.reshape(-1)]
+        ).reshape(h * 3 // 2, w)
+
+    def _drawBarcode(self, y: np.ndarray, index: int) -> None:
+        block = self.width // _BARCODE_BITS
+        rows = min(_BARCODE_ROWS, self.height // 4)
+        for bit in range(_BARCODE_BITS):
+            value = 235 if (index >> bit) & 1 else 16
+            y[0:rows, bit * block : (bit + 1) * block] = value
+
+
+def readFrameNumber(frame: av.VideoFrame) -> int:
+    """The frame number a ``PatternVideoTrack`` drew into ``frame`` (after decoding)."""
+    luma = frame.to_ndarray(format="gray")
+    width = luma.shape[1]
+    block = width // _BARCODE_BITS
+    rows = min(_BARCODE_ROWS, luma.shape[0] // 4)
+    number = 0
+    for bit in range(_BARCODE_BITS):
+        sample = luma[
+            rows // 4 : rows - rows // 4, bit * block + block // 4 : (bit + 1) * block - block // 4
+        ]
+        if sample.size and float(sample.mean()) > 128:
+            number |= 1 << bit
+    return number
+
+
+class ToneAudioTrack(MediaStreamTrack):
+    """A sine tone (``channels`` 2: the right channel a fifth higher, so it is really stereo),
+    or digital silence while ``silent`` is true (it can be switched at any time)."""
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        frequency: float = 440.0,
+        sample_rate: int = 48000,
+        channels: int = 1,
+        silent: bool = False,
+        *,
+        paced: bool = True,
+        speed: float = 1.0,
+        ptime: float = 0.02,
+        amplitude: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if channels not in (1, 2):
+            raise ValueError("channels must be 1 or 2")
+        self.frequency = frequency
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.silent = silent
+        self.amplitude = amplitude
+        self._samples_per_frame = max(1, round(sample_rate * ptime))
+        self._pacer = _Pacer(paced, speed)
+        self._position = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        start = self._position
+        await self._pacer.wait(start / self.sample_rate)
+        if self.readyState != "live":
+            raise MediaStreamError
+        count = self._samples_per_frame
+        self._position += count
+        layout = "stereo" if self.channels == 2 else "mono"
+        if self.silent:
+            data = np.zeros((1, count * self.channels), dtype=np.int16)
+        else:
+            t = (np.arange(start, start + count) / self.sample_rate).astype(np.float64)
+            scale = 32767 * self.amplitude
+            left = np.sin(2 * math.pi * self.frequency * t) * scale
+            if self.channels == 2:
+                right = np.sin(2 * math.pi * self.frequency * 1.5 * t) * scale
+                data = np.stack([left, right], axis=1).reshape(1, -1).astype(np.int16)
+            else:
+                data = left.reshape(1, -1).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(data, format="s16", layout=layout)
+        frame.sample_rate = self.sample_rate
+        frame.pts = start
+        frame.time_base = fractions.Fraction(1, self.sample_rate)
+        return frame
