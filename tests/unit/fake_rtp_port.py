@@ -1,0 +1,307 @@
+"""An in-memory RtpPort for send-path tests: records what is sent, injects RTCP.
+
+Also builds producer ``rtpParameters`` the way the handler would (router payload types and
+header extension ids, SSRCs, rids, cname) so tests can make a ProducerSender directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import (
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
+
+from mediasoup_client.handlers.aiortc.send.capabilities import (
+    URI_ABS_SEND_TIME,
+    URI_AUDIO_LEVEL,
+    URI_MID,
+    URI_RID,
+    URI_RRID,
+)
+
+# Router-side ids, deliberately not the send path's preferred ones.
+EXTENSION_IDS = {
+    URI_MID: 1,
+    URI_RID: 10,
+    URI_RRID: 11,
+    URI_ABS_SEND_TIME: 4,
+    URI_AUDIO_LEVEL: 6,
+}
+
+_ssrcs = itertools.count(1000)
+
+
+def extensionsMap() -> HeaderExtensionsMap:
+    extensions_map = HeaderExtensionsMap()
+    extensions_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
+                for uri, ext_id in EXTENSION_IDS.items()
+            ]
+        )
+    )
+    return extensions_map
+
+
+_EXTENSIONS_MAP = extensionsMap()
+
+
+@dataclass
+class SentRtp:
+    at: float  # time.monotonic()
+    data: bytes
+    packet: RtpPacket
+
+
+class FakeRtpPort:
+    def __init__(self, *, connected: bool = True) -> None:
+        self._connected = connected
+        self._event = asyncio.Event()
+        if connected:
+            self._event.set()
+        self._closed = False
+        self.rtp: list[SentRtp] = []
+        self.rtcp: list[bytes] = []
+        self._listeners: list[tuple[set[int], Callable[[Any], Any]]] = []
+
+    # RtpPort.
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def waitConnected(self) -> None:
+        await self._event.wait()
+        if self._closed:
+            raise ConnectionError("closed")
+
+    async def sendRtp(self, packet: bytes) -> None:
+        if not self._connected:
+            raise ConnectionError("not connected")
+        parsed = RtpPacket.parse(packet, _EXTENSIONS_MAP)
+        self.rtp.append(SentRtp(time.monotonic(), packet, parsed))
+
+    async def sendRtcp(self, packet: bytes) -> None:
+        if not self._connected:
+            raise ConnectionError("not connected")
+        self.rtcp.append(packet)
+
+    def listenRtcp(
+        self, ssrcs: Sequence[int], listener: Callable[[Any], Any]
+    ) -> Callable[[], None]:
+        entry = (set(ssrcs), listener)
+        self._listeners.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._listeners:
+                self._listeners.remove(entry)
+
+        return unsubscribe
+
+    # Test controls.
+
+    def connect(self) -> None:
+        self._connected = True
+        self._event.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._connected = False
+        self._event.set()
+
+    @property
+    def listenerCount(self) -> int:
+        return len(self._listeners)
+
+    async def inject(self, packet: Any) -> None:
+        """Deliver RTCP (bytes or aiortc packet objects) as the transport would: by reportee
+        SSRC for reports, media SSRC for feedback, listed SSRCs for REMB."""
+        data = packet if isinstance(packet, bytes) else bytes(packet)
+        for parsed in RtcpPacket.parse(data):
+            targets = _routingSsrcs(parsed)
+            for ssrcs, listener in list(self._listeners):
+                if ssrcs & targets:
+                    result = listener(parsed)
+                    if inspect.isawaitable(result):
+                        await result
+
+    # Queries.
+
+    def packets(self, ssrc: int | None = None, payloadType: int | None = None) -> list[RtpPacket]:
+        return [
+            sent.packet
+            for sent in self.rtp
+            if (ssrc is None or sent.packet.ssrc == ssrc)
+            and (payloadType is None or sent.packet.payload_type == payloadType)
+        ]
+
+    def ssrcs(self) -> set[int]:
+        return {sent.packet.ssrc for sent in self.rtp}
+
+    def rtcpPackets(self) -> list[Any]:
+        out: list[Any] = []
+        for data in self.rtcp:
+            out.extend(RtcpPacket.parse(data))
+        return out
+
+    def clear(self) -> None:
+        self.rtp.clear()
+        self.rtcp.clear()
+
+
+def _routingSsrcs(packet: Any) -> set[int]:
+    from aiortc.rtp import unpack_remb_fci
+
+    if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        return {report.ssrc for report in packet.reports}
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == 15:
+        try:
+            return set(unpack_remb_fci(packet.fci)[1])
+        except ValueError:
+            return set()
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == 4:
+        # FIR: RFC 5104 puts the target SSRCs in the FCI (media SSRC 0).
+        fci = packet.fci
+        return {packet.media_ssrc} | {
+            int.from_bytes(fci[pos : pos + 4], "big") for pos in range(0, len(fci) - 7, 8)
+        }
+    if isinstance(packet, RtcpPsfbPacket | RtcpRtpfbPacket):
+        return {packet.media_ssrc}
+    return set()
+
+
+VIDEO_CODECS: dict[str, dict[str, Any]] = {
+    "video/VP8": {"payloadType": 101, "parameters": {}},
+    "video/VP9": {"payloadType": 103, "parameters": {"profile-id": 0}},
+    "video/H264": {
+        "payloadType": 107,
+        "parameters": {
+            "level-asymmetry-allowed": 1,
+            "packetization-mode": 1,
+            "profile-level-id": "42e01f",
+        },
+    },
+}
+
+
+def videoRtpParameters(
+    *,
+    mimeType: str = "video/VP8",
+    encodings: list[dict[str, Any]] | None = None,
+    rtx: bool = True,
+    codecParameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Producer parameters as the handler would hand them to the server."""
+    spec = VIDEO_CODECS[mimeType]
+    pt = spec["payloadType"]
+    codecs: list[dict[str, Any]] = [
+        {
+            "mimeType": mimeType,
+            "payloadType": pt,
+            "clockRate": 90000,
+            "parameters": {**spec["parameters"], **(codecParameters or {})},
+            "rtcpFeedback": [
+                {"type": "goog-remb", "parameter": ""},
+                {"type": "ccm", "parameter": "fir"},
+                {"type": "nack", "parameter": ""},
+                {"type": "nack", "parameter": "pli"},
+            ],
+        }
+    ]
+    if rtx:
+        codecs.append(
+            {
+                "mimeType": "video/rtx",
+                "payloadType": pt + 1,
+                "clockRate": 90000,
+                "parameters": {"apt": pt},
+                "rtcpFeedback": [],
+            }
+        )
+    wanted = encodings or [{}]
+    sent: list[dict[str, Any]] = []
+    for index, encoding in enumerate(wanted):
+        entry = {"active": True, **encoding, "ssrc": next(_ssrcs)}
+        if rtx:
+            entry["rtx"] = {"ssrc": next(_ssrcs)}
+        if len(wanted) > 1:
+            entry["rid"] = f"r{index}"
+        sent.append(entry)
+    return {
+        "mid": "0",
+        "codecs": codecs,
+        "headerExtensions": [
+            {"uri": uri, "id": EXTENSION_IDS[uri], "encrypt": False, "parameters": {}}
+            for uri in (URI_MID, URI_RID, URI_RRID, URI_ABS_SEND_TIME)
+        ],
+        "encodings": sent,
+        "rtcp": {"cname": "test-cname", "reducedSize": True, "mux": True},
+    }
+
+
+def audioRtpParameters(
+    *, parameters: dict[str, Any] | None = None, encoding: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "mid": "1",
+        "codecs": [
+            {
+                "mimeType": "audio/opus",
+                "payloadType": 100,
+                "clockRate": 48000,
+                "channels": 2,
+                "parameters": dict(parameters or {}),
+                "rtcpFeedback": [],
+            }
+        ],
+        "headerExtensions": [
+            {"uri": uri, "id": EXTENSION_IDS[uri], "encrypt": False, "parameters": {}}
+            for uri in (URI_MID, URI_ABS_SEND_TIME, URI_AUDIO_LEVEL)
+        ],
+        "encodings": [{"active": True, **(encoding or {}), "ssrc": next(_ssrcs)}],
+        "rtcp": {"cname": "test-cname", "reducedSize": True, "mux": True},
+    }
+
+
+async def waitFor(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` every 10 ms until true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+def vp8IsKeyFrame(payload: bytes) -> bool:
+    """True for the first packet of a VP8 key frame (descriptor S bit, then P bit clear)."""
+    from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+    descriptor, data = VpxPayloadDescriptor.parse(payload)
+    return bool(descriptor.partition_start) and descriptor.partition_id == 0 and not data[0] & 1
+
+
+def vp8KeyFrameSize(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first packet of a VP8 key frame."""
+    from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+    _descriptor, data = VpxPayloadDescriptor.parse(payload)
+    if data[0] & 1 or data[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(data[6:8], "little") & 0x3FFF
+    height = int.from_bytes(data[8:10], "little") & 0x3FFF
+    return width, height

@@ -1,0 +1,277 @@
+"""The send path's pure parts: packetizers, header writer, history, clock, bitrate policy."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from aiortc.codecs.h264 import h264_depayload
+from aiortc.codecs.vpx import VpxPayloadDescriptor
+from aiortc.rtp import RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, RtpPacket
+
+from mediasoup_client.handlers.aiortc.send import getSendRtpCapabilities
+from mediasoup_client.handlers.aiortc.send.bitrate import (
+    REBUILD_INTERVAL,
+    BudgetOptions,
+    LayerDemand,
+    LayerRateGate,
+    allocate,
+    defaultMaxBitrate,
+)
+from mediasoup_client.handlers.aiortc.send.clock import FramerateLimiter, MediaClock
+from mediasoup_client.handlers.aiortc.send.encoders import opusCutoff, opusFrameDuration
+from mediasoup_client.handlers.aiortc.send.history import SendHistory, SentPacket
+from mediasoup_client.handlers.aiortc.send.packetizers import (
+    MAX_PAYLOAD,
+    H264Packetizer,
+    Vp8Packetizer,
+    Vp9Packetizer,
+    splitAnnexB,
+)
+from mediasoup_client.handlers.aiortc.send.rtcp import firRequests, reportBlocks
+from mediasoup_client.handlers.aiortc.send.rtp_header import (
+    ExtensionWriter,
+    compactNtp,
+    ntpTime,
+    rtpHeader,
+)
+from tests.unit.fake_rtp_port import EXTENSION_IDS, extensionsMap
+
+# Packetizers.
+
+
+def test_vp8_packets_carry_an_extended_descriptor_and_split_evenly():
+    packetizer = Vp8Packetizer()
+    frame = bytes(range(256)) * 12  # 3072 bytes: three packets
+    payloads = packetizer.packetize(frame, True, 320, 240)
+    assert len(payloads) == 3 and all(len(p) <= MAX_PAYLOAD for p in payloads)
+    assert max(map(len, payloads)) - min(map(len, payloads)) <= 1
+    descriptors = [VpxPayloadDescriptor.parse(p) for p in payloads]
+    assert [d.partition_start for d, _ in descriptors] == [1, 0, 0]
+    assert b"".join(data for _, data in descriptors) == frame
+    first, _ = descriptors[0]
+    assert first.picture_id is not None and first.tl0picidx is not None and first.tid == (0, 1)
+    (second, _), *_ = (
+        VpxPayloadDescriptor.parse(p) for p in packetizer.packetize(b"x", False, 1, 1)
+    )
+    assert second.picture_id == (first.picture_id + 1) & 0x7FFF
+    assert second.tl0picidx == (first.tl0picidx + 1) & 0xFF
+
+
+def test_vp9_descriptor_flags():
+    packetizer = Vp9Packetizer()
+    key = packetizer.packetize(b"k" * 2500, True, 640, 360)
+    assert len(key) == 3
+    assert key[0][0] == 0x80 | 0x20 | 0x08 | 0x02  # I L B V, not P
+    assert key[1][0] == 0x80 | 0x20  # middle packet
+    assert key[2][0] == 0x80 | 0x20 | 0x04  # E
+    assert struct.unpack("!HH", key[0][6:10]) == (640, 360)
+    (inter,) = packetizer.packetize(b"p" * 100, False, 640, 360)
+    assert inter[0] == 0x80 | 0x40 | 0x20 | 0x08 | 0x04
+    pid_key = struct.unpack("!H", key[0][1:3])[0] & 0x7FFF
+    assert struct.unpack("!H", inter[1:3])[0] & 0x7FFF == (pid_key + 1) & 0x7FFF
+
+
+def _annexB(*nals: bytes) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + nal for nal in nals)
+
+
+def test_h264_aggregates_small_nal_units_and_fragments_large_ones():
+    sps = bytes([0x67]) + b"\x42\xe0\x1f" + b"s" * 10
+    pps = bytes([0x68]) + b"p" * 4
+    sei = bytes([0x06]) + b"e" * 50
+    idr = bytes([0x65]) + bytes(range(256)) * 10
+    payloads = H264Packetizer().packetize(_annexB(sps, pps, sei, idr), True, 320, 240)
+    assert payloads[0][0] & 0x1F == 24  # STAP-A: SPS + PPS (SEI dropped)
+    assert payloads[0][3] & 0x1F == 7
+    assert all(p[0] & 0x1F == 28 for p in payloads[1:])  # FU-A
+    assert all(len(p) <= MAX_PAYLOAD for p in payloads)
+    rebuilt = b"".join(h264_depayload(p) for p in payloads)
+    assert list(splitAnnexB(rebuilt)) == [sps, pps, idr]
+
+
+def test_h264_small_frame_is_a_single_nal_unit_packet():
+    nal = bytes([0x41]) + b"x" * 100
+    assert H264Packetizer().packetize(_annexB(nal), False, 1, 1) == [nal]
+
+
+# RTP header and extensions.
+
+
+def test_rtp_header_and_extensions_parse_with_aiortc():
+    writer = ExtensionWriter(EXTENSION_IDS, mid="3", rid="r1")
+    ntp = ntpTime()
+    data = (
+        rtpHeader(
+            payloadType=101,
+            marker=True,
+            sequenceNumber=70000,
+            timestamp=(1 << 32) + 5,
+            ssrc=1234,
+            extensions=writer.build(ntp, audioLevel=30, voice=True),
+        )
+        + b"payload"
+    )
+    packet = RtpPacket.parse(data, extensionsMap())
+    assert (packet.payload_type, packet.marker, packet.sequence_number) == (101, 1, 70000 & 0xFFFF)
+    assert (packet.timestamp, packet.ssrc, packet.payload) == (5, 1234, b"payload")
+    assert packet.extensions.mid == "3" and packet.extensions.rtp_stream_id == "r1"
+    assert packet.extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
+    assert packet.extensions.audio_level == (True, 30)
+    rtx = ExtensionWriter(EXTENSION_IDS, mid="3", rid=None, repairedRid="r1").build(ntp)
+    parsed = RtpPacket.parse(
+        rtpHeader(
+            payloadType=1, marker=False, sequenceNumber=1, timestamp=1, ssrc=1, extensions=rtx
+        ),
+        extensionsMap(),
+    )
+    assert parsed.extensions.repaired_rtp_stream_id == "r1"
+    assert parsed.extensions.rtp_stream_id is None
+
+
+def test_unknown_or_out_of_range_extensions_are_not_written():
+    assert ExtensionWriter({}, mid="0", rid="r0").build(ntpTime()) == b""
+    writer = ExtensionWriter({"urn:ietf:params:rtp-hdrext:sdes:mid": 15}, mid="0", rid=None)
+    assert writer.build(ntpTime()) == b""
+
+
+# History.
+
+
+def test_history_is_bounded_by_count_and_age():
+    history = SendHistory(maxPackets=3, maxAge=1.0)
+    for seq in range(5):
+        history.add(SentPacket(seq, 0, False, b"", sentAt=10.0 + seq * 0.1))
+    assert len(history) == 3
+    assert history.get(1, 10.5) is None and history.get(4, 10.5) is not None
+    assert history.get(2, 11.25) is None  # older than a second
+    assert history.get(4, 11.35) is not None
+
+
+# Clock and frame rate.
+
+
+def test_media_clock_keeps_source_spacing_and_never_goes_back():
+    clock = MediaClock(90000)
+    assert [clock.map(t / 30, 100.0) for t in range(3)] == [0, 3000, 6000]
+    clock.discontinuity()
+    # A new track whose pts restart at 0, 40 ms of wall time later.
+    restarted = clock.map(0.0, 100.04)
+    assert restarted == 6000 + 3600
+    assert clock.map(1 / 30, 100.07) == restarted + 3000
+    # pts going backwards within a run re-anchors forward too.
+    assert clock.map(0.0, 100.10) > restarted + 3000
+    assert clock.map(None, 100.2) > restarted + 3000
+
+
+def test_framerate_limiter_keeps_the_requested_rate():
+    limiter = FramerateLimiter(90000)
+    kept = sum(limiter.accept(i * 3000, 20) for i in range(300))
+    assert kept == 200
+    limiter.reset()
+    assert sum(limiter.accept(i * 3000, 15) for i in range(300)) == 150
+    assert sum(limiter.accept(i * 3000, None) for i in range(30)) == 30
+
+
+# Bitrate policy.
+
+
+def test_allocation_serves_the_lowest_layer_first():
+    layers = [LayerDemand(0, 100_000), LayerDemand(1, 300_000), LayerDemand(2, 900_000)]
+    assert allocate(layers, None, BudgetOptions()) == {0: 100_000, 1: 300_000, 2: 900_000}
+    assert allocate(layers, 2_000_000, BudgetOptions()) == {0: 100_000, 1: 300_000, 2: 900_000}
+    assert allocate(layers, 600_000, BudgetOptions()) == {0: 100_000, 1: 300_000, 2: 200_000}
+    # 50 kbps is below the top layer's minimum (90 kbps): it is suspended.
+    assert allocate(layers, 450_000, BudgetOptions()) == {0: 100_000, 1: 300_000, 2: 0}
+    # The lowest layer is never suspended, even below its minimum.
+    assert allocate(layers, 10_000, BudgetOptions()) == {0: 30_000, 1: 0, 2: 0}
+    # Once a layer is suspended, the ones above it are too.
+    wide = [LayerDemand(0, 100_000), LayerDemand(1, 1_000_000), LayerDemand(2, 120_000)]
+    assert allocate(wide, 250_000, BudgetOptions())[2] == 0
+
+
+def test_allocation_honours_google_bitrate_options():
+    layers = [LayerDemand(0, 500_000), LayerDemand(1, 1_500_000)]
+    assert allocate(layers, None, BudgetOptions(startBitrate=700_000)) == {0: 500_000, 1: 200_000}
+    assert allocate(layers, 5_000_000, BudgetOptions(maxBitrate=800_000)) == {
+        0: 500_000,
+        1: 300_000,
+    }
+    assert allocate(layers, 100_000, BudgetOptions(minBitrate=200_000))[0] == 200_000
+
+
+def test_rate_gate_has_hysteresis_but_suspends_at_once():
+    gate = LayerRateGate()
+    assert gate.update(1_000_000, 0.0) and gate.current == 1_000_000
+    assert not gate.update(900_000, 10.0)  # within 25 %
+    assert not gate.update(500_000, 1.0)  # too soon after the last rebuild
+    assert gate.update(500_000, 10.0) and gate.current == 500_000
+    assert gate.update(0, 10.1) and gate.current == 0  # suspend now
+    assert not gate.update(500_000, 10.2)  # resume waits
+    assert gate.update(500_000, 10.1 + REBUILD_INTERVAL)
+    assert gate.update(2_000_000, 10.2 + REBUILD_INTERVAL, force=True)
+
+
+def test_default_max_bitrate_grows_with_resolution():
+    sizes = [(80, 60), (160, 120), (320, 240), (640, 480), (1280, 720), (1920, 1080)]
+    rates = [defaultMaxBitrate(w, h) for w, h in sizes]
+    assert rates == sorted(rates) and rates[4] == 2_500_000
+
+
+# RTCP interpretation.
+
+
+def test_receiver_report_round_trip_time():
+    now = ntpTime()
+    sent = now - (int(0.25 * (1 << 32)))  # an SR sent 250 ms ago
+    report = RtcpReceiverInfo(
+        ssrc=7,
+        fraction_lost=128,
+        packets_lost=10,
+        highest_sequence=5,
+        jitter=480,
+        lsr=compactNtp(sent),
+        dlsr=int(0.05 * 65536),
+    )
+    (block,) = reportBlocks(RtcpRrPacket(ssrc=1, reports=[report]), {7}, now)
+    assert block.roundTripTime == pytest.approx(0.2, abs=0.001)
+    assert block.fractionLost == 0.5 and block.packetsLost == 10
+    assert reportBlocks(RtcpRrPacket(ssrc=1, reports=[report]), {8}, now) == []
+
+
+def test_fir_entries():
+    fci = struct.pack("!IB3xIB3x", 11, 1, 12, 2)
+    assert firRequests(RtcpPsfbPacket(fmt=4, ssrc=1, media_ssrc=0, fci=fci)) == [(11, 1), (12, 2)]
+    assert firRequests(RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=11)) == []
+
+
+# Opus options and capabilities.
+
+
+def test_opus_option_mapping():
+    assert [opusFrameDuration(p) for p in (None, 10, 20, 30, 40, 60, 120, 5)] == [
+        20, 10, 20, 20, 40, 60, 60, 10
+    ]  # fmt: skip
+    assert [opusCutoff(r) for r in (None, 8000, 12000, 16000, 24000, 48000)] == [
+        None, 4000, 6000, 8000, 12000, 20000
+    ]  # fmt: skip
+
+
+def test_capabilities_offer_opus_vp8_h264_with_rtx_and_no_transport_cc():
+    caps = getSendRtpCapabilities()
+    mimes = [c["mimeType"] for c in caps["codecs"]]
+    assert mimes[0] == "audio/opus" and "video/VP8" in mimes and "video/H264" in mimes
+    for codec in caps["codecs"]:
+        assert all(fb["type"] != "transport-cc" for fb in codec.get("rtcpFeedback", []))
+        if codec["mimeType"] == "video/rtx":
+            apt = codec["parameters"]["apt"]
+            assert any(c["preferredPayloadType"] == apt for c in caps["codecs"])
+    h264 = next(c for c in caps["codecs"] if c["mimeType"] == "video/H264")
+    assert h264["parameters"]["packetization-mode"] == 1
+    assert h264["parameters"]["profile-level-id"] == "42e01f"
+    uris = {(e["kind"], e["uri"]) for e in caps["headerExtensions"]}
+    assert ("audio", "urn:ietf:params:rtp-hdrext:ssrc-audio-level") in uris
+    assert ("video", "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id") in uris
+    assert all("transport-wide" not in uri for _, uri in uris)
+    payload_types = [c["preferredPayloadType"] for c in caps["codecs"]]
+    assert len(payload_types) == len(set(payload_types))
