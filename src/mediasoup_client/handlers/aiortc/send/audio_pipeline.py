@@ -140,6 +140,11 @@ class AudioPipeline:
             except MediaStreamError:
                 self._on_track_ended(track)
                 return
+            except Exception:
+                # A broken source is as good as ended: say so rather than die silently.
+                logger.exception("reading the %s track failed", track.kind)
+                self._on_track_ended(track)
+                return
             if not isinstance(frame, av.AudioFrame) or self._paused:
                 continue
             if not self._port.connected:
@@ -171,10 +176,13 @@ class AudioPipeline:
                 continue
             if epoch != self._epoch:
                 continue
-            for packet in encoded:
-                await self._sendPacket(packet)
-                if epoch != self._epoch:
-                    break
+            try:
+                for packet in encoded:
+                    await self._sendPacket(packet)
+                    if epoch != self._epoch:
+                        break
+            except Exception:
+                logger.exception("sending audio failed")
 
     async def _sendPacket(self, packet: EncodedAudio) -> None:
         now = time.monotonic()

@@ -96,6 +96,7 @@ class VideoEncoder:
             self._bitrate,
         ):
             self._open(width, height, bitrate, framerate)
+        codec = self._codec
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         # Reset the picture type: libvpx keeps the source's, which can make every frame a key
@@ -103,7 +104,7 @@ class VideoEncoder:
         frame.pict_type = _PICTURE_TYPE.I if keyFrame else _PICTURE_TYPE.NONE
         data = b""
         key = False
-        for packet in self._codec.encode(frame):
+        for packet in codec.encode(frame):
             data += bytes(packet)
             key = key or bool(packet.is_keyframe)
         if not data:
@@ -282,7 +283,8 @@ class OpusEncoder:
         self._resampler = self._newResampler()
 
     def encode(self, frame: av.AudioFrame) -> list[EncodedAudio]:
-        frame.pts = None
+        # The source frame is left untouched (it may be shared, e.g. by a MediaRelay); the
+        # resampler's output frames get our own pts.
         out: list[EncodedAudio] = []
         for chunk in self._resampler.resample(frame):
             samples = chunk.to_ndarray()

@@ -75,7 +75,7 @@ def _encodeJob(
     )
     if scaled is frame:
         # The encoder sets pts and picture type on the frame: never on a shared source frame.
-        scaled = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+        scaled = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
     encoded = encoder.encode(
         scaled, pts=pts, keyFrame=keyFrame, bitrate=bitrate, framerate=framerate
     )
@@ -245,9 +245,13 @@ class VideoLayer:
             if encoded.keyFrame:
                 self.keyFramesEncoded += 1
                 self._last_key_frame = time.monotonic()
-            sent = await self.stream.sendFrame(
-                payloads, timestamp=pending.timestamp, captureTime=pending.captureTime
-            )
+            try:
+                sent = await self.stream.sendFrame(
+                    payloads, timestamp=pending.timestamp, captureTime=pending.captureTime
+                )
+            except Exception:
+                logger.exception("sending a video frame failed (layer %d)", self.index)
+                sent = False
             if sent:
                 self._sent_times.append(time.monotonic())
 
@@ -403,6 +407,11 @@ class VideoPipeline:
             try:
                 frame = await track.recv()
             except MediaStreamError:
+                self._on_track_ended(track)
+                return
+            except Exception:
+                # A broken source is as good as ended: say so rather than die silently.
+                logger.exception("reading the %s track failed", track.kind)
                 self._on_track_ended(track)
                 return
             if not isinstance(frame, av.VideoFrame):
