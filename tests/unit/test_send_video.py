@@ -159,6 +159,18 @@ async def test_pause_sends_nothing_and_resume_starts_with_a_key_frame(make: Any)
     assert 0 < (first.timestamp - before) & 0xFFFFFFFF < 0x80000000
 
 
+async def test_a_quick_pause_still_resumes_with_a_key_frame(make: Any):
+    # Our own key frames (resume) are not held back like PLIs right after a key frame.
+    h = make(videoRtpParameters())
+    await h.waitFrames(2)
+    h.sender.pause()
+    await asyncio.sleep(0.05)
+    count = len(h.port.rtp)
+    h.sender.resume()
+    await waitFor(lambda: len(h.port.rtp) > count)
+    assert vp8IsKeyFrame(h.port.rtp[count].packet.payload)
+
+
 async def test_pli_gives_a_key_frame_on_that_layer_only(make: Any):
     h = make(videoRtpParameters(encodings=SIMULCAST))
     await h.waitFrames(15)

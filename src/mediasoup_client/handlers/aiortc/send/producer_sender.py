@@ -339,7 +339,7 @@ class ProducerSender(AsyncIOEventEmitter):
         """Ask every video layer for a key frame (as a PLI would)."""
         if self._video is not None:
             for layer in self._video.layers:
-                layer.requestKeyFrame()
+                layer.requestKeyFrame(remote=True)
 
     # Stats.
 

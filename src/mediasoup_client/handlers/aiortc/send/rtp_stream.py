@@ -115,6 +115,8 @@ class RtpStream:
     ) -> bool:
         """Send one frame's payloads. Video (``talkSpurtStart`` None) marks the frame's last
         packet; audio marks the first packet of a talk spurt. False if the port refused."""
+        if not payloads:
+            return True
         rtp_timestamp = self.rtpTimestamp(timestamp)
         last = len(payloads) - 1
         for index, payload in enumerate(payloads):

@@ -118,6 +118,8 @@ class VideoLayer:
         self._wakeup = asyncio.Event()
         self._epoch = 0
         self._key_requested = False
+        self._key_forced = False
+        self._encode_failures = 0
         self._last_key_frame = float("-inf")
         self._task: asyncio.Task[None] | None = None
         # Stats.
@@ -182,8 +184,14 @@ class VideoLayer:
             self._epoch += 1
             self._pending = None
 
-    def requestKeyFrame(self) -> None:
-        self._key_requested = True
+    def requestKeyFrame(self, *, remote: bool = False) -> None:
+        """Make the next frame a key frame. Remote requests (PLI/FIR) are held back while the
+        last key frame is younger than KEY_FRAME_MIN_INTERVAL; our own (resume, new track,
+        layer back on) are not: the receiver may have lost the encoder's reference."""
+        if remote:
+            self._key_requested = True
+        else:
+            self._key_forced = True
 
     def dropPending(self) -> None:
         self._pending = None
@@ -195,8 +203,10 @@ class VideoLayer:
         self._wakeup.set()
 
     def _takeKeyRequest(self, now: float) -> bool:
-        if self._key_requested and now - self._last_key_frame >= KEY_FRAME_MIN_INTERVAL:
-            self._key_requested = False
+        if self._key_forced or (
+            self._key_requested and now - self._last_key_frame >= KEY_FRAME_MIN_INTERVAL
+        ):
+            self._key_forced = self._key_requested = False
             return True
         return False
 
@@ -230,13 +240,17 @@ class VideoLayer:
                     self.maxFramerate or DEFAULT_FRAMERATE,
                 )
             except Exception:
-                # A broken frame or encoder must not end the stream: start afresh next frame.
-                logger.exception("video encoding failed (layer %d)", self.index)
+                # A broken frame or encoder must not end the stream: start afresh next frame
+                # (logged once per run of failures, not once per frame).
+                if not self._encode_failures:
+                    logger.exception("video encoding failed (layer %d)", self.index)
+                self._encode_failures += 1
                 self._encoder.close()
                 continue
+            self._encode_failures = 0
             if epoch != self._epoch or encoded is None:
                 if key:
-                    self._key_requested = True
+                    self._key_forced = True
                 continue
             self.framesEncoded += 1
             self.totalEncodeTime += elapsed
@@ -348,9 +362,10 @@ class VideoPipeline:
         self._reallocate(time.monotonic(), force=True)
 
     def requestKeyFrame(self, ssrc: int) -> None:
+        """A PLI or FIR for one layer's SSRC."""
         for layer in self.layers:
             if layer.stream.ssrc == ssrc:
-                layer.requestKeyFrame()
+                layer.requestKeyFrame(remote=True)
 
     def onRemb(self, bitrate: int, ssrcs: list[int]) -> None:
         mine = {layer.stream.ssrc for layer in self.layers}
