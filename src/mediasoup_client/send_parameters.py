@@ -117,6 +117,7 @@ def buildSendRtpParameters(
     """
     parameters = ortc.getSendingRemoteRtpParameters(kind, extendedRtpCapabilities)
     parameters["codecs"] = ortc.reduceCodecs(parameters["codecs"], codec)
+    _useRouterPayloadTypes(parameters["codecs"], extendedRtpCapabilities)
     if not parameters["codecs"]:
         raise TypeError(f"no {kind} codec negotiated")
     applyCodecOptions(parameters["codecs"][0], codecOptions)
@@ -135,3 +136,21 @@ def buildSendRtpParameters(
     parameters["encodings"] = sent_encodings
     parameters["rtcp"] = {"cname": cname, "reducedSize": True, "mux": True}
     return parameters
+
+
+def _useRouterPayloadTypes(
+    codecs: list[RtpCodecParameters], extendedRtpCapabilities: ExtendedRtpCapabilities
+) -> None:
+    """Our engine sends with the router's payload types, so the signalled parameters carry
+    them too (the router then needs no payload type mapping)."""
+    to_router: dict[int, int] = {}
+    for extended in extendedRtpCapabilities["codecs"]:
+        to_router[extended["localPayloadType"]] = extended["remotePayloadType"]
+        local_rtx, remote_rtx = extended["localRtxPayloadType"], extended["remoteRtxPayloadType"]
+        if local_rtx is not None and remote_rtx is not None:
+            to_router[local_rtx] = remote_rtx
+    for codec in codecs:
+        codec["payloadType"] = to_router.get(codec["payloadType"], codec["payloadType"])
+        parameters = codec.get("parameters", {})
+        if "apt" in parameters:
+            parameters["apt"] = to_router.get(parameters["apt"], parameters["apt"])

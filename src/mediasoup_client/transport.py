@@ -154,7 +154,6 @@ class Transport(EnhancedEventEmitter):
             return
         self._closed = True
         self._queue.close()
-        self._handler.close()
         self._connectionState = "closed"
         endpoints: list[Producer | Consumer | DataChannelEndpoint] = [
             *self._producers.values(),
@@ -162,8 +161,11 @@ class Transport(EnhancedEventEmitter):
             *self._dataProducers.values(),
             *self._dataConsumers.values(),
         ]
+        # Endpoints first, so each reports transportclose before the engine's teardown
+        # closes its channel or track underneath it.
         for endpoint in endpoints:
             endpoint.transportClosed()
+        self._handler.close()
         self._producers.clear()
         self._consumers.clear()
         self._dataProducers.clear()

@@ -51,7 +51,9 @@ class Signaling:
     async def connect(self, dtlsParameters: dict[str, Any]) -> None:
         self.connects.append(dtlsParameters)
 
-    async def produce(self, kind: str, rtpParameters: dict[str, Any], appData: dict[str, Any]) -> str:
+    async def produce(
+        self, kind: str, rtpParameters: dict[str, Any], appData: dict[str, Any]
+    ) -> str:
         self.produces.append({"kind": kind, "rtpParameters": rtpParameters, "appData": appData})
         return f"producer-{len(self.produces)}"
 

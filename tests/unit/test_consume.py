@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from mediasoup_client import Consumer, Device, FakeHandler, InvalidStateError, Transport, UnsupportedError
+from mediasoup_client import (
+    Consumer,
+    Device,
+    FakeHandler,
+    InvalidStateError,
+    Transport,
+    UnsupportedError,
+)
 from tests.fixtures.router_capabilities import routerRtpCapabilities
 from tests.unit.conftest import remoteTransportParameters
 
@@ -37,13 +44,13 @@ def consumerRtpParameters(kind: str, mimeType: str) -> dict[str, Any]:
     return params
 
 
-def consumeOptions(kind: str = "audio", **overrides: Any) -> dict[str, Any]:
-    mime = "audio/opus" if kind == "audio" else "video/VP8"
+def consumeOptions(mediaKind: str = "audio", **overrides: Any) -> dict[str, Any]:
+    mime = "audio/opus" if mediaKind == "audio" else "video/VP8"
     options: dict[str, Any] = {
-        "id": f"consumer-{kind}",
-        "producerId": f"producer-{kind}",
-        "kind": kind,
-        "rtpParameters": consumerRtpParameters(kind, mime),
+        "id": f"consumer-{mediaKind}",
+        "producerId": f"producer-{mediaKind}",
+        "kind": mediaKind,
+        "rtpParameters": consumerRtpParameters(mediaKind, mime),
     }
     options.update(overrides)
     return options
@@ -142,7 +149,9 @@ async def test_consume_bad_input_raises_type_error(
 
 async def test_consume_unsupported_codec(recvTransport: Transport) -> None:
     options = consumeOptions("video")
+    # The router's payload types decide (as in mediasoup-client): one it never offered.
     options["rtpParameters"]["codecs"][0]["mimeType"] = "video/AV2"
+    options["rtpParameters"]["codecs"][0]["payloadType"] = 77
     with pytest.raises(UnsupportedError, match="cannot consume"):
         await recvTransport.consume(**options)
 

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from mediasoup_client import DataConsumer, DataProducer, Device, InvalidStateError, Transport, UnsupportedError
+from mediasoup_client import (
+    DataConsumer,
+    DataProducer,
+    Device,
+    InvalidStateError,
+    Transport,
+    UnsupportedError,
+)
 from mediasoup_client.handlers.fake_handler import FakeDataChannel
 from tests.unit.conftest import Signaling, remoteTransportParameters
 
@@ -24,9 +31,7 @@ async def test_produce_data(sendTransport: Transport, signaling: Signaling) -> N
     seen: list[DataProducer] = []
     sendTransport.observer.on("newdataproducer", seen.append)
     events: list[str] = []
-    producer = await sendTransport.produceData(
-        label="chat", protocol="json", appData={"x": 1}
-    )
+    producer = await sendTransport.produceData(label="chat", protocol="json", appData={"x": 1})
     producer.on("open", lambda: events.append("open"))
     await opened(producer)
     assert events == ["open"]
@@ -126,7 +131,9 @@ async def test_consume_data(recvTransport: Transport) -> None:
 
 async def test_consume_data_errors(recvTransport: Transport, sendTransport: Transport) -> None:
     with pytest.raises(UnsupportedError, match="not a receiving transport"):
-        await sendTransport.consumeData(id="a", dataProducerId="b", sctpStreamParameters={"streamId": 1})
+        await sendTransport.consumeData(
+            id="a", dataProducerId="b", sctpStreamParameters={"streamId": 1}
+        )
     with pytest.raises(TypeError, match="missing id"):
         await recvTransport.consumeData(dataProducerId="b", sctpStreamParameters={"streamId": 1})
     with pytest.raises(TypeError, match="missing dataProducerId"):

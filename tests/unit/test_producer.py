@@ -48,9 +48,7 @@ async def test_pause_and_resume_when_closed_do_nothing(sendTransport: Transport)
     producer.resume()
 
 
-async def test_replace_track_needs_no_signaling(
-    sendTransport: Transport, signaling: Any
-) -> None:
+async def test_replace_track_needs_no_signaling(sendTransport: Transport, signaling: Any) -> None:
     producer = await produceVideo(sendTransport)
     old = producer.track
     new = VideoStreamTrack()
@@ -175,7 +173,10 @@ async def test_trackended_event(sendTransport: Transport) -> None:
 
 
 async def test_transport_close_emits_transportclose(sendTransport: Transport) -> None:
-    producers = [await produceVideo(sendTransport), await sendTransport.produce(track=AudioStreamTrack())]
+    producers = [
+        await produceVideo(sendTransport),
+        await sendTransport.produce(track=AudioStreamTrack()),
+    ]
     seen: list[str] = []
     for producer in producers:
         producer.on("transportclose", lambda p=producer: seen.append(p.id))

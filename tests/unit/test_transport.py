@@ -54,7 +54,9 @@ async def test_restart_ice_and_update_ice_servers(sendTransport: Transport) -> N
         await sendTransport.restartIce(iceParameters=params)  # type: ignore[arg-type]
 
 
-async def test_close_cascade(device: Device, sendTransport: Transport, recvTransport: Transport) -> None:
+async def test_close_cascade(
+    device: Device, sendTransport: Transport, recvTransport: Transport
+) -> None:
     producer = await sendTransport.produce(track=VideoStreamTrack())
     dataProducer = await sendTransport.produceData()
     events: list[str] = []
