@@ -1,1 +1,1 @@
-"""Media engines behind one small interface: the fake one for unit tests, the aiortc one for real media."""
+"""Media engines behind one small interface: a fake one for unit tests, aiortc for real media."""

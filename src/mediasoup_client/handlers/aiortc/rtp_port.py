@@ -25,7 +25,9 @@ class RtpPort(Protocol):
         """Return once connected; raise ``ConnectionError`` if the transport failed or closed."""
 
     async def sendRtp(self, packet: bytes) -> None:
-        """Protect (SRTP) and send one serialised RTP packet. ``ConnectionError`` if not connected."""
+        """Protect (SRTP) and send one serialised RTP packet.
+
+        Raises ``ConnectionError`` when not connected."""
 
     async def sendRtcp(self, packet: bytes) -> None:
         """Protect (SRTCP) and send one serialised RTCP (compound) packet."""

@@ -1,0 +1,68 @@
+"""Every use of aiortc/aioice internals, in one place (pinned: aiortc 1.16.0, aioice 0.13.0).
+
+aiortc's public ORTC objects cover ICE/DTLS/SCTP setup, but mediasoup needs a few things they
+do not expose: the ICE-controlling role (mediasoup is ICE-lite), raw SRTP send for our own RTP
+streams, RTCP routing by SSRC to our senders, and credential-only ICE restarts.
+``tests/unit/test_aiortc_compat.py`` fails loudly if an aiortc upgrade changes any of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
+
+PINNED_AIORTC = "1.16.0"
+
+
+def setIceControlling(gatherer: RTCIceGatherer, controlling: bool) -> None:
+    """mediasoup is ICE-lite and answers 487 to a controlled peer: we must control."""
+    gatherer._connection.ice_controlling = controlling
+
+
+def iceConnection(transport: RTCIceTransport) -> Any:
+    """The aioice Connection behind an ICE transport."""
+    return transport._connection
+
+
+def restartIceCredentials(transport: RTCIceTransport, usernameFragment: str, password: str) -> None:
+    """Apply the server's new ICE credentials to the live session (aiortc cannot re-gather)."""
+    connection = transport._connection
+    connection.remote_username = usernameFragment
+    connection.remote_password = password
+
+
+async def sendRtp(dtls: RTCDtlsTransport, packet: bytes) -> None:
+    """Protect with SRTP (or SRTCP, by packet type) and send; ConnectionError if not connected."""
+    await dtls._send_rtp(packet)
+
+
+def addRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any, ssrcs: Iterable[int]) -> None:
+    """Route inbound RTCP about ``ssrcs`` to ``recipient._handle_rtcp_packet(packet)``
+    (aiortc's router treats it like one of its RTP senders)."""
+    for ssrc in ssrcs:
+        dtls._rtp_router.register_sender(recipient, ssrc)
+
+
+def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
+    dtls._rtp_router.unregister_sender(recipient)
+
+
+def dtlsStats(dtls: RTCDtlsTransport) -> Any:
+    """The transport's RTCStatsReport (bytes/packets both ways, DTLS state)."""
+    return dtls._get_stats()
+
+
+def setReceiverRtcpSsrc(receiver: RTCRtpReceiver, ssrc: int) -> None:
+    """The SSRC a receiver's reports and feedback (RR, NACK, PLI) are sent from."""
+    receiver._set_rtcp_ssrc(ssrc)
+
+
+async def sendReceiverPli(receiver: RTCRtpReceiver, mediaSsrc: int) -> None:
+    await receiver._send_rtcp_pli(mediaSsrc)
+
+
+def setReceiverEnabled(receiver: RTCRtpReceiver, enabled: bool) -> None:
+    """A disabled receiver drops inbound RTP before the jitter buffer (consumer pause)."""
+    receiver._enabled = enabled

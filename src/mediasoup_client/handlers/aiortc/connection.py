@@ -1,0 +1,329 @@
+"""One mediasoup WebRtcTransport on aiortc's ORTC objects: ICE (controlling, against
+mediasoup's ICE-lite), DTLS with the server's fingerprints, SRTP, and SCTP when enabled.
+
+Connection is lazy and in two steps: ``signal()`` gathers and hands our DTLS parameters to the
+app's ``connect`` handler (awaited once); ICE and DTLS then run in the background and
+``waitConnected()`` waits for them. It is also the ``RtpPort`` of every sender and receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsFingerprint,
+    RTCDtlsParameters,
+    RTCDtlsTransport,
+    RTCIceCandidate,
+    RTCIceGatherer,
+    RTCIceParameters,
+    RTCIceServer,
+    RTCIceTransport,
+    RTCSctpCapabilities,
+    RTCSctpTransport,
+)
+from pyee.asyncio import AsyncIOEventEmitter
+
+from ...types import (
+    ConnectionState,
+    DtlsParameters,
+    IceCandidate,
+    IceGatheringState,
+    IceParameters,
+    IceServer,
+    SctpParameters,
+    StatsReport,
+)
+from . import compat
+from .rtp_port import RtcpListener, RtcpPacket
+
+logger = logging.getLogger(__name__)
+
+
+def toRTCIceServers(iceServers: list[IceServer] | None) -> list[RTCIceServer]:
+    # Never aiortc's default (a public STUN server): only what the app configured.
+    return [
+        RTCIceServer(
+            urls=server["urls"],
+            username=server.get("username"),
+            credential=server.get("credential"),
+        )
+        for server in iceServers or []
+    ]
+
+
+class _RtcpRecipient:
+    """What aiortc's RTCP router calls for our SSRCs."""
+
+    def __init__(self, listener: RtcpListener) -> None:
+        self._listener = listener
+
+    async def _handle_rtcp_packet(self, packet: RtcpPacket) -> None:
+        try:
+            result = self._listener(packet)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("RTCP listener failed")
+
+
+class TransportConnection(AsyncIOEventEmitter):
+    """Events: ``connectionstatechange`` (ConnectionState), ``icegatheringstatechange``."""
+
+    def __init__(
+        self,
+        *,
+        iceParameters: IceParameters,
+        iceCandidates: list[IceCandidate],
+        dtlsParameters: DtlsParameters,
+        sctpParameters: SctpParameters | None,
+        iceServers: list[IceServer] | None,
+        iceTransportPolicy: str | None,
+        onConnect: Callable[[DtlsParameters], Awaitable[None]],
+    ) -> None:
+        super().__init__()
+        self._remoteIceParameters = iceParameters
+        self._remoteCandidates = iceCandidates
+        self._remoteDtlsParameters = dtlsParameters
+        self._sctpParameters = sctpParameters
+        self._onConnect = onConnect
+        self._iceServers = list(iceServers or [])
+        self._gatherer = RTCIceGatherer(iceServers=toRTCIceServers(iceServers))
+        compat.setIceControlling(self._gatherer, True)
+        self._ice = RTCIceTransport(self._gatherer)
+        self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
+        self._sctp = RTCSctpTransport(self._dtls) if sctpParameters is not None else None
+        self._connectionState: ConnectionState = "new"
+        self._iceGatheringState: IceGatheringState = "new"
+        self._signalTask: asyncio.Task[None] | None = None
+        self._transportTask: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._finished = asyncio.Event()  # failed or closed: nothing will connect any more
+        self._closed = False
+        self._connectedAt: float | None = None
+        self._dtls.on("statechange", self._onDtlsStateChange)
+        self._ice.on("statechange", self._onIceStateChange)
+
+    # State.
+    @property
+    def connectionState(self) -> ConnectionState:
+        return self._connectionState
+
+    @property
+    def iceGatheringState(self) -> IceGatheringState:
+        return self._iceGatheringState
+
+    @property
+    def dtlsTransport(self) -> RTCDtlsTransport:
+        return self._dtls
+
+    @property
+    def sctpTransport(self) -> RTCSctpTransport | None:
+        return self._sctp
+
+    @property
+    def iceServers(self) -> list[IceServer]:
+        return list(self._iceServers)
+
+    # Connecting.
+    async def signal(self) -> None:
+        """Gather, then await the app's ``connect`` with our DTLS parameters (once; a failed
+        signal is retried by the next call). ICE and DTLS then start in the background."""
+        if self._closed:
+            raise ConnectionError("transport closed")
+        if self._signalTask is None:
+            self._signalTask = asyncio.ensure_future(self._signal())
+        try:
+            await asyncio.shield(self._signalTask)
+        except BaseException:
+            if self._signalTask.done():
+                self._signalTask = None
+            raise
+
+    async def _signal(self) -> None:
+        self._setIceGatheringState("gathering")
+        await self._gatherer.gather()
+        self._setIceGatheringState("complete")
+        fingerprints = self._dtls.getLocalParameters().fingerprints
+        # ICE-controlling with DTLS role "auto" makes aiortc the DTLS server.
+        local: DtlsParameters = {
+            "role": "server",
+            "fingerprints": [{"algorithm": f.algorithm, "value": f.value} for f in fingerprints],
+        }
+        await self._onConnect(local)
+        if self._closed:
+            raise ConnectionError("transport closed")
+        self._transportTask = asyncio.ensure_future(self._connectTransport())
+
+    async def _connectTransport(self) -> None:
+        started = time.monotonic()
+        self._setConnectionState("connecting")
+        try:
+            # aioice cannot pair with mediasoup's TCP candidates: UDP only.
+            for candidate in self._remoteCandidates:
+                if candidate.get("protocol") != "udp":
+                    continue
+                await self._ice.addRemoteCandidate(
+                    RTCIceCandidate(
+                        component=1,
+                        foundation=candidate["foundation"],
+                        ip=candidate["ip"],
+                        port=candidate["port"],
+                        priority=candidate["priority"],
+                        protocol="udp",
+                        type=candidate["type"],
+                    )
+                )
+            await self._ice.addRemoteCandidate(None)
+            remote = self._remoteIceParameters
+            await self._ice.start(
+                RTCIceParameters(
+                    usernameFragment=remote["usernameFragment"],
+                    password=remote["password"],
+                    iceLite=remote.get("iceLite", True),
+                )
+            )
+            if self._ice.state != "completed":
+                raise ConnectionError(f"ICE {self._ice.state}")
+            await self._dtls.start(
+                RTCDtlsParameters(
+                    fingerprints=[
+                        RTCDtlsFingerprint(algorithm=f["algorithm"], value=f["value"])
+                        for f in self._remoteDtlsParameters["fingerprints"]
+                    ]
+                )
+            )
+            if self._dtls.state != "connected":
+                raise ConnectionError(f"DTLS {self._dtls.state}")
+            if self._sctp is not None and self._sctpParameters is not None:
+                await self._sctp.start(
+                    RTCSctpCapabilities(maxMessageSize=self._sctpParameters["maxMessageSize"]),
+                    self._sctpParameters["port"],
+                )
+            self._connectedAt = time.monotonic()
+            logger.debug("transport connected in %.1f ms", (self._connectedAt - started) * 1000)
+        except Exception as error:
+            if not self._closed:
+                logger.warning("transport failed to connect: %s", error)
+                self._setConnectionState("failed")
+            return
+        self._setConnectionState("connected")
+
+    async def restartIce(self, iceParameters: IceParameters) -> None:
+        self._remoteIceParameters = iceParameters
+        compat.restartIceCredentials(
+            self._ice, iceParameters["usernameFragment"], iceParameters["password"]
+        )
+
+    def updateIceServers(self, iceServers: list[IceServer]) -> None:
+        """Kept for the next gathering: aiortc gathers once per transport."""
+        self._iceServers = list(iceServers)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in (self._signalTask, self._transportTask):
+            if task is not None and not task.done():
+                task.cancel()
+        self._setConnectionState("closed")
+        with contextlib.suppress(Exception):
+            if self._sctp is not None:
+                await self._sctp.stop()
+        with contextlib.suppress(Exception):
+            await self._dtls.stop()
+        with contextlib.suppress(Exception):
+            await self._ice.stop()
+
+    # RtpPort.
+    @property
+    def connected(self) -> bool:
+        return self._dtls.state == "connected"
+
+    async def waitConnected(self) -> None:
+        if self.connected:
+            return
+        if self._finished.is_set():
+            raise ConnectionError(f"transport {self._connectionState}")
+        connected = asyncio.ensure_future(self._connected.wait())
+        finished = asyncio.ensure_future(self._finished.wait())
+        try:
+            await asyncio.wait({connected, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connected.cancel()
+            finished.cancel()
+        if not self.connected:
+            raise ConnectionError(f"transport {self._connectionState}")
+
+    async def sendRtp(self, packet: bytes) -> None:
+        await compat.sendRtp(self._dtls, packet)
+
+    async def sendRtcp(self, packet: bytes) -> None:
+        await compat.sendRtp(self._dtls, packet)
+
+    def listenRtcp(self, ssrcs: Sequence[int], listener: RtcpListener) -> Callable[[], None]:
+        recipient = _RtcpRecipient(listener)
+        compat.addRtcpRecipient(self._dtls, recipient, ssrcs)
+        return lambda: compat.removeRtcpRecipient(self._dtls, recipient)
+
+    # Stats.
+    async def getStats(self) -> StatsReport:
+        report: StatsReport = {}
+        for stats in compat.dtlsStats(self._dtls).values():
+            entry: dict[str, Any] = {k: v for k, v in vars(stats).items() if not k.startswith("_")}
+            entry["timestamp"] = entry["timestamp"].timestamp() * 1000
+            entry["dtlsState"] = self._dtls.state
+            entry["iceState"] = self._ice.state
+            entry["connectionState"] = self._connectionState
+            report[entry["id"]] = entry
+        pair = compat.iceConnection(self._ice).nominated.get(1)
+        if pair is not None:
+            report["candidate-pair"] = {
+                "id": "candidate-pair",
+                "type": "candidate-pair",
+                "timestamp": time.time() * 1000,
+                "state": "succeeded",
+                "nominated": True,
+                "localAddress": f"{pair.local_candidate.host}:{pair.local_candidate.port}",
+                "remoteAddress": f"{pair.remote_candidate.host}:{pair.remote_candidate.port}",
+            }
+        return report
+
+    # Internals.
+    def _onDtlsStateChange(self) -> None:
+        state = self._dtls.state
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
+            self._finished.set()
+            if state == "failed":
+                self._setConnectionState("failed")
+            elif not self._closed:
+                # DTLS closed under us (server closed the transport, ICE consent lost).
+                self._setConnectionState("disconnected")
+                self._setConnectionState("failed")
+
+    def _onIceStateChange(self) -> None:
+        if self._ice.state == "failed" and not self._closed:
+            self._finished.set()
+            self._setConnectionState("disconnected" if self._connectedAt else "failed")
+
+    def _setConnectionState(self, state: ConnectionState) -> None:
+        if state == self._connectionState or self._connectionState == "closed":
+            return
+        self._connectionState = state
+        if state in ("failed", "closed"):
+            self._finished.set()
+        self.emit("connectionstatechange", state)
+
+    def _setIceGatheringState(self, state: IceGatheringState) -> None:
+        if state != self._iceGatheringState:
+            self._iceGatheringState = state
+            self.emit("icegatheringstatechange", state)
