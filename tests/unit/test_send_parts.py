@@ -275,3 +275,25 @@ def test_capabilities_offer_opus_vp8_h264_with_rtx_and_no_transport_cc():
     assert all("transport-wide" not in uri for _, uri in uris)
     payload_types = [c["preferredPayloadType"] for c in caps["codecs"]]
     assert len(payload_types) == len(set(payload_types))
+
+
+def test_remb_limits_only_after_falling_below_what_is_sent() -> None:
+    from mediasoup_client.handlers.aiortc.send.bitrate import CongestionTracker
+
+    tracker = CongestionTracker()
+    # We paused or capped layers: the estimate follows our low rate, which is no congestion.
+    tracker.update(1_500_000, sending=1_300_000, demand=1_300_000)
+    assert tracker.budget is None
+    tracker.update(175_000, sending=100_000, demand=100_000)
+    assert tracker.budget is None
+    # Layers are back; the estimate grows slowly, but never fell below what we send.
+    tracker.update(190_000, sending=1_300_000, demand=1_300_000)
+    assert tracker.budget is None
+    # Overuse: the estimate falls below what we send, so it becomes the budget...
+    tracker.update(150_000, sending=1_300_000, demand=1_300_000)
+    assert tracker.budget == 150_000
+    tracker.update(400_000, sending=150_000, demand=1_300_000)
+    assert tracker.budget == 400_000
+    # ...until it covers the whole demand again.
+    tracker.update(1_400_000, sending=1_200_000, demand=1_300_000)
+    assert tracker.budget is None

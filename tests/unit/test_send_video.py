@@ -313,8 +313,10 @@ async def test_remb_splits_the_estimate_lowest_layer_first(make: Any):
     encodings = [{"maxBitrate": 100_000}, {"maxBitrate": 300_000}, {"maxBitrate": 900_000}]
     h = make(videoRtpParameters(encodings=encodings))
     await h.waitFrames(5)
-    remb = RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=pack_remb_fci(450_000, h.ssrcs))
-    await h.port.inject(remb)
+    # The estimate falls below what we send (overuse), so it becomes the budget.
+    for estimate in (1_500_000, 450_000):
+        remb = RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=pack_remb_fci(estimate, h.ssrcs))
+        await h.port.inject(remb)
     stats = h.sender.getStats()
     targets = [stats[f"OT{s}"]["targetBitrate"] for s in h.ssrcs]
     # 100k + 300k leave 50k for the top layer, below its minimum (90k): it is suspended.

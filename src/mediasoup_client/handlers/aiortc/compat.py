@@ -21,9 +21,13 @@ def setIceControlling(gatherer: RTCIceGatherer, controlling: bool) -> None:
     gatherer._connection.ice_controlling = controlling
 
 
-def iceConnection(transport: RTCIceTransport) -> Any:
-    """The aioice Connection behind an ICE transport."""
-    return transport._connection
+def nominatedAddresses(transport: RTCIceTransport) -> tuple[str, str] | None:
+    """The local and remote "host:port" of the selected ICE pair, if one was nominated."""
+    pair = transport._connection._nominated.get(1)
+    if pair is None:
+        return None
+    local, remote = pair.local_candidate, pair.remote_candidate
+    return f"{local.host}:{local.port}", f"{remote.host}:{remote.port}"
 
 
 def restartIceCredentials(transport: RTCIceTransport, usernameFragment: str, password: str) -> None:

@@ -283,16 +283,16 @@ class TransportConnection(AsyncIOEventEmitter):
             entry["iceState"] = self._ice.state
             entry["connectionState"] = self._connectionState
             report[entry["id"]] = entry
-        pair = compat.iceConnection(self._ice).nominated.get(1)
-        if pair is not None:
+        addresses = compat.nominatedAddresses(self._ice)
+        if addresses is not None:
             report["candidate-pair"] = {
                 "id": "candidate-pair",
                 "type": "candidate-pair",
                 "timestamp": time.time() * 1000,
                 "state": "succeeded",
                 "nominated": True,
-                "localAddress": f"{pair.local_candidate.host}:{pair.local_candidate.port}",
-                "remoteAddress": f"{pair.remote_candidate.host}:{pair.remote_candidate.port}",
+                "localAddress": addresses[0],
+                "remoteAddress": addresses[1],
             }
         return report
 

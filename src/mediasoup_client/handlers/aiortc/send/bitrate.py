@@ -1,7 +1,8 @@
 """How the video bitrate budget is split across simulcast layers, and how often encoders may
 follow it.
 
-Policy (the REMB the router sends is the budget for the whole producer):
+Policy (a REMB the router sends, when it signals congestion — see ``CongestionTracker`` —
+is the budget for the whole producer):
 - Layers are served lowest first: each active layer gets up to its ``maxBitrate`` (the
   encoding's, else a default for its resolution) out of what remains.
 - The lowest active layer is always sent, at no less than its minimum.
@@ -23,9 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIN_LAYER_BITRATE = 30_000
+# maxBitrate and REMB count whole RTP packets as the router sees them; RTP headers, header
+# extensions and payload descriptors take 5-10 % of that at simulcast rates, so the encoder is
+# asked for this share of a layer's allocation.
+ENCODER_PAYLOAD_SHARE = 0.9
 MIN_LAYER_FRACTION = 0.1
 REBUILD_INTERVAL = 3.0
 REBUILD_THRESHOLD = 0.25
+
+
+def encoderBitrate(wireBitrate: int) -> int:
+    """The encoder target that keeps a layer's packets within ``wireBitrate`` on the wire."""
+    return int(wireBitrate * ENCODER_PAYLOAD_SHARE)
 
 
 def defaultMaxBitrate(width: int, height: int) -> int:
@@ -84,6 +94,39 @@ def allocate(
         targets[layer.index] = share
         remaining = max(0, remaining - share)
     return targets
+
+
+class CongestionTracker:
+    """Decides whether a REMB estimate is a real limit or only reflects what we chose to send.
+
+    mediasoup's receive-side estimator caps its estimate at about 1.5x the bitrate it receives
+    and then grows it by only ~8 %/s (it detects no probes mid-stream). Taken as a budget every
+    time, an estimate lowered by our own pause or layer cap would starve the layers for tens
+    of seconds after they come back. So an estimate limits the budget only once it *fell*
+    below what we are sending (the estimator saw overuse), and stops limiting once it grew
+    back to cover the full demand.
+    """
+
+    CONGESTION_MARGIN = 0.9
+
+    def __init__(self) -> None:
+        self.estimate: int | None = None
+        self.constrained = False
+
+    def update(self, estimate: int, sending: int, demand: int) -> None:
+        # The first estimate is no fall: the estimator starts from the little it received
+        # while our encoders were still starting.
+        falling = self.estimate is not None and estimate < self.estimate
+        if falling and estimate < sending * self.CONGESTION_MARGIN:
+            self.constrained = True
+        elif self.constrained and estimate >= demand:
+            self.constrained = False
+        self.estimate = estimate
+
+    @property
+    def budget(self) -> int | None:
+        """The estimate when it limits the budget, else None."""
+        return self.estimate if self.constrained else None
 
 
 class LayerRateGate:

@@ -24,7 +24,15 @@ from av.video.reformatter import VideoReformatter
 
 from ....types import RtpEncodingParameters
 from ..rtp_port import RtpPort
-from .bitrate import BudgetOptions, LayerDemand, LayerRateGate, allocate, defaultMaxBitrate
+from .bitrate import (
+    BudgetOptions,
+    CongestionTracker,
+    LayerDemand,
+    LayerRateGate,
+    allocate,
+    defaultMaxBitrate,
+    encoderBitrate,
+)
 from .clock import FramerateLimiter, MediaClock
 from .encoders import VIDEO_CLOCK_RATE, EncodedFrame, VideoEncoder
 from .packetizers import createPacketizer
@@ -236,7 +244,7 @@ class VideoLayer:
                     self.height,
                     pending.timestamp,
                     key,
-                    bitrate,
+                    encoderBitrate(bitrate),
                     self.maxFramerate or DEFAULT_FRAMERATE,
                 )
             except Exception:
@@ -304,7 +312,7 @@ class VideoPipeline:
         self._clock = MediaClock(VIDEO_CLOCK_RATE)
         self._paused = False
         self._started = False
-        self._estimate: int | None = None
+        self._congestion = CongestionTracker()
         self._source_size: tuple[int, int] | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -314,7 +322,7 @@ class VideoPipeline:
 
     @property
     def estimate(self) -> int | None:
-        return self._estimate
+        return self._congestion.estimate
 
     def start(self) -> None:
         self._started = True
@@ -371,7 +379,10 @@ class VideoPipeline:
         mine = {layer.stream.ssrc for layer in self.layers}
         if not mine.intersection(ssrcs):
             return
-        self._estimate = bitrate
+        active = [layer for layer in self.layers if layer.encoding.get("active", True) is not False]
+        sending = sum(layer.gate.current for layer in active if layer.sending)
+        demand = sum(layer.maxBitrate for layer in active)
+        self._congestion.update(bitrate, sending, demand)
         self._reallocate(time.monotonic())
 
     def _startReader(self) -> None:
@@ -397,7 +408,7 @@ class VideoPipeline:
                 int(configured) if configured else defaultMaxBitrate(layer.width, layer.height)
             )
             demands.append(LayerDemand(layer.index, layer.maxBitrate))
-        targets = allocate(demands, self._estimate, self._budget)
+        targets = allocate(demands, self._congestion.budget, self._budget)
         for layer in self.layers:
             if layer.index in targets:
                 layer.gate.update(

@@ -1,0 +1,55 @@
+"""Reading what the real router received: helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mediasoup_client import Producer
+from mediasoup_client.signaling.room_client import RoomClient
+
+
+def streamKey(stats: dict[str, Any]) -> str:
+    return str(stats.get("rid") or stats["ssrc"])
+
+
+async def routerStreams(client: RoomClient, producer: Producer) -> dict[str, dict[str, Any]]:
+    """The router's inbound-rtp stats of ``producer``, by rid (or ssrc without simulcast)."""
+    return {streamKey(s): s for s in await client.routerStats(producer)}
+
+
+async def waitFor(
+    check: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.2
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def packetCounts(client: RoomClient, producer: Producer) -> dict[str, int]:
+    return {key: s["packetCount"] for key, s in (await routerStreams(client, producer)).items()}
+
+
+async def measure(
+    client: RoomClient, producer: Producer, seconds: float
+) -> dict[str, dict[str, float]]:
+    """Packets/s and bits/s the router counted per stream over ``seconds``."""
+    before = await routerStreams(client, producer)
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    after = await routerStreams(client, producer)
+    elapsed = time.monotonic() - started
+    return {
+        key: {
+            "packetRate": (s["packetCount"] - before.get(key, {}).get("packetCount", 0)) / elapsed,
+            "bitrate": 8 * (s["byteCount"] - before.get(key, {}).get("byteCount", 0)) / elapsed,
+            "score": s["score"],
+        }
+        for key, s in after.items()
+    }
