@@ -1,0 +1,91 @@
+"""Every aiortc/aioice internal the engine relies on still exists and behaves.
+
+If this fails after an upgrade, do not paper over it: handlers/aiortc/compat.py needs to be
+ported to the new aiortc (the pinned versions are in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice
+import aiortc
+import pytest
+from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
+from aiortc.rtcdtlstransport import RtpRouter
+
+from mediasoup_client.handlers.aiortc import compat
+
+UPGRADE_HINT = (
+    f"aiortc {aiortc.__version__} / aioice {aioice.__version__} changed an internal that "
+    f"mediasoup_client.handlers.aiortc.compat uses (written for aiortc {compat.PINNED_AIORTC})"
+)
+
+
+def test_versions_are_the_pinned_ones() -> None:
+    assert aiortc.__version__ == compat.PINNED_AIORTC, UPGRADE_HINT
+
+
+def test_ice_connection_role_and_credentials() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    assert hasattr(gatherer, "_connection"), UPGRADE_HINT
+    compat.setIceControlling(gatherer, True)
+    transport = RTCIceTransport(gatherer)
+    assert transport.role == "controlling", UPGRADE_HINT
+    compat.restartIceCredentials(transport, "ufrag2", "pwd2")
+    connection = transport._connection
+    assert (connection.remote_username, connection.remote_password) == ("ufrag2", "pwd2")
+    assert hasattr(connection, "_nominated"), UPGRADE_HINT
+    assert compat.nominatedAddresses(transport) is None
+
+
+async def test_dtls_internals() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
+    for name in ("_send_rtp", "_rtp_router", "_get_stats"):
+        assert hasattr(dtls, name), f"{UPGRADE_HINT}: RTCDtlsTransport.{name}"
+    assert inspect.iscoroutinefunction(dtls._send_rtp), UPGRADE_HINT
+    # Sending before DTLS is up must fail loudly, not silently (senders wait for the port).
+    with pytest.raises(ConnectionError):
+        await compat.sendRtp(dtls, b"\x80" + bytes(11))
+    stats = compat.dtlsStats(dtls)
+    assert any(s.type == "transport" for s in stats.values()), UPGRADE_HINT
+
+
+async def test_rtcp_routing_reaches_our_recipient() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
+    assert isinstance(dtls._rtp_router, RtpRouter), UPGRADE_HINT
+    received: list[object] = []
+
+    class Recipient:
+        async def _handle_rtcp_packet(self, packet: object) -> None:
+            received.append(packet)
+
+    recipient = Recipient()
+    compat.addRtcpRecipient(dtls, recipient, [1111, 2222])
+    # A PLI for one of our SSRCs and a REMB listing both are routed to us, once each.
+    pli = aiortc.rtp.RtcpPsfbPacket(fmt=aiortc.rtp.RTCP_PSFB_PLI, ssrc=9, media_ssrc=2222)
+    remb = aiortc.rtp.RtcpPsfbPacket(
+        fmt=aiortc.rtp.RTCP_PSFB_APP,
+        ssrc=9,
+        media_ssrc=0,
+        fci=aiortc.rtp.pack_remb_fci(500_000, [1111, 2222]),
+    )
+    await dtls._handle_rtcp_data(bytes(pli) + bytes(remb))
+    assert received and len(received) == 2, UPGRADE_HINT
+    compat.removeRtcpRecipient(dtls, recipient)
+    await dtls._handle_rtcp_data(bytes(pli))
+    assert len(received) == 2, UPGRADE_HINT
+
+
+async def test_receiver_internals() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
+    receiver = RTCRtpReceiver("video", dtls)
+    compat.setReceiverRtcpSsrc(receiver, 4242)
+    compat.setReceiverEnabled(receiver, False)
+    assert receiver._enabled is False, UPGRADE_HINT
+    assert inspect.iscoroutinefunction(receiver._send_rtcp_pli), UPGRADE_HINT
+    # Not connected: the PLI is dropped quietly, as aiortc's own receiver does.
+    await compat.sendReceiverPli(receiver, 1234)
