@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import ortc
 from .enhanced_events import EnhancedEventEmitter
 from .errors import InvalidStateError
-from .handlers.handler_interface import HandlerFactory
+from .handlers.handler_interface import HandlerFactory, HandlerInterface
 from .transport import Transport
 from .types import (
     AppData,
@@ -89,17 +89,21 @@ class Device:
         ortc.validateAndNormalizeRtpCapabilities(router_caps)
         handler = self._handlerFactory()
         try:
-            native_caps: Any = copy.deepcopy(await handler.getNativeRtpCapabilities())
-            ortc.validateAndNormalizeRtpCapabilities(native_caps)
-            extended = ortc.getExtendedRtpCapabilities(native_caps, router_caps)
-            recv_caps = ortc.getRecvRtpCapabilities(extended)
-            ortc.validateAndNormalizeRtpCapabilities(recv_caps)
-            send_caps = ortc.getSendRtpCapabilities(extended)
+            send_extended = ortc.getExtendedRtpCapabilities(
+                await self._nativeCapabilities(handler, "send"), router_caps
+            )
+            send_caps = ortc.getSendRtpCapabilities(send_extended)
             ortc.validateAndNormalizeRtpCapabilities(send_caps)
+            recv_caps = ortc.getRecvRtpCapabilities(
+                ortc.getExtendedRtpCapabilities(
+                    await self._nativeCapabilities(handler, "recv"), router_caps
+                )
+            )
+            ortc.validateAndNormalizeRtpCapabilities(recv_caps)
             sctp_caps = await handler.getNativeSctpCapabilities()
         finally:
             handler.close()
-        self._extendedRtpCapabilities = extended
+        self._extendedRtpCapabilities = send_extended
         self._recvRtpCapabilities = recv_caps
         self._sendRtpCapabilities = send_caps
         self._sctpCapabilities = sctp_caps
@@ -168,6 +172,14 @@ class Device:
         )
         self._observer.safeEmit("newtransport", transport)
         return transport
+
+    @staticmethod
+    async def _nativeCapabilities(
+        handler: HandlerInterface, direction: TransportDirection
+    ) -> RtpCapabilities:
+        caps: Any = copy.deepcopy(await handler.getNativeRtpCapabilities(direction))
+        ortc.validateAndNormalizeRtpCapabilities(caps)
+        return cast(RtpCapabilities, caps)
 
     def _require(self, value: T | None) -> T:
         if not self._loaded or value is None:

@@ -83,6 +83,8 @@ async def test_receiver_internals() -> None:
     gatherer = RTCIceGatherer(iceServers=[])
     dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
     receiver = RTCRtpReceiver("video", dtls)
+    compat.attachReceiverTrack(receiver, "video", "consumer-1")
+    assert receiver.track.kind == "video" and receiver.track.id == "consumer-1", UPGRADE_HINT
     compat.setReceiverRtcpSsrc(receiver, 4242)
     compat.setReceiverEnabled(receiver, False)
     assert receiver._enabled is False, UPGRADE_HINT

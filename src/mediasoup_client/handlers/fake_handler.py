@@ -31,6 +31,7 @@ from ..types import (
     RtpParameters,
     SctpCapabilities,
     StatsReport,
+    TransportDirection,
 )
 from .handler_interface import (
     HandlerFactory,
@@ -292,7 +293,7 @@ class FakeHandler(HandlerInterface):
     def closed(self) -> bool:
         return self._closed
 
-    async def getNativeRtpCapabilities(self) -> RtpCapabilities:
+    async def getNativeRtpCapabilities(self, direction: TransportDirection) -> RtpCapabilities:
         return copy.deepcopy(self._nativeRtpCapabilities)
 
     async def getNativeSctpCapabilities(self) -> SctpCapabilities:

@@ -178,8 +178,9 @@ class HandlerInterface(AsyncIOEventEmitter, ABC):
     def name(self) -> str: ...
 
     @abstractmethod
-    async def getNativeRtpCapabilities(self) -> RtpCapabilities:
-        """What this engine can send and receive (payload types are the engine's own)."""
+    async def getNativeRtpCapabilities(self, direction: TransportDirection) -> RtpCapabilities:
+        """What this engine can send (``"send"``) or receive (``"recv"``); payload types and
+        extension ids are the engine's own."""
 
     @abstractmethod
     async def getNativeSctpCapabilities(self) -> SctpCapabilities: ...

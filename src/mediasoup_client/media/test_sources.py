@@ -22,7 +22,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 VIDEO_CLOCK_RATE = 90000
 _BARCODE_BITS = 16
-_BARCODE_ROWS = 16
 
 
 class _Pacer:
@@ -122,10 +121,15 @@ class PatternVideoTrack(MediaStreamTrack):
 
     def _drawBarcode(self, y: np.ndarray, index: int) -> None:
         block = self.width // _BARCODE_BITS
-        rows = min(_BARCODE_ROWS, self.height // 4)
+        rows = _barcodeRows(self.height)
         for bit in range(_BARCODE_BITS):
             value = 235 if (index >> bit) & 1 else 16
             y[0:rows, bit * block : (bit + 1) * block] = value
+
+
+def _barcodeRows(height: int) -> int:
+    # Proportional to the height, so a scaled-down copy (a simulcast layer) still reads.
+    return max(2, height // 30)
 
 
 def readFrameNumber(frame: av.VideoFrame) -> int:
@@ -133,7 +137,7 @@ def readFrameNumber(frame: av.VideoFrame) -> int:
     luma = frame.to_ndarray(format="gray")
     width = luma.shape[1]
     block = width // _BARCODE_BITS
-    rows = min(_BARCODE_ROWS, luma.shape[0] // 4)
+    rows = _barcodeRows(luma.shape[0])
     number = 0
     for bit in range(_BARCODE_BITS):
         sample = luma[

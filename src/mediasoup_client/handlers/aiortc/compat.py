@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 PINNED_AIORTC = "1.16.0"
 
@@ -56,6 +57,12 @@ def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
 def dtlsStats(dtls: RTCDtlsTransport) -> Any:
     """The transport's RTCStatsReport (bytes/packets both ways, DTLS state)."""
     return dtls._get_stats()
+
+
+def attachReceiverTrack(receiver: RTCRtpReceiver, kind: str, trackId: str) -> None:
+    """Give an ORTC-created receiver the track its decoder feeds (RTCPeerConnection does
+    this itself; a bare RTCRtpReceiver has none)."""
+    receiver._track = RemoteStreamTrack(kind=kind, id=trackId)
 
 
 def setReceiverRtcpSsrc(receiver: RTCRtpReceiver, ssrc: int) -> None:

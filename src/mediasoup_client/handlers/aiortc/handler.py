@@ -36,10 +36,12 @@ from ...types import (
     IceParameters,
     IceServer,
     MediaKind,
+    RtcpFeedback,
     RtpCapabilities,
     RtpParameters,
     SctpCapabilities,
     StatsReport,
+    TransportDirection,
 )
 from ..handler_interface import (
     HandlerFactory,
@@ -62,6 +64,68 @@ from .send import ProducerSender, getSendRtpCapabilities
 logger = logging.getLogger(__name__)
 
 SCTP_CAPABILITIES: SctpCapabilities = {"numStreams": {"OS": 1024, "MIS": 1024}}
+
+_RECV_VIDEO_FEEDBACK: list[RtcpFeedback] = [
+    {"type": "nack", "parameter": ""},
+    {"type": "nack", "parameter": "pli"},
+    {"type": "ccm", "parameter": "fir"},
+]
+
+# What aiortc's receivers decode. No goog-remb and no transport-cc on purpose: aiortc's
+# per-receiver estimator never sees mediasoup's probation packets, so a router that trusted
+# its REMB would keep a consumer on its lowest simulcast layer; without receive-side BWE the
+# router forwards the layers the app asks for (setConsumerPreferredLayers).
+RECV_RTP_CAPABILITIES: RtpCapabilities = {
+    "codecs": [
+        {
+            "kind": "audio",
+            "mimeType": "audio/opus",
+            "preferredPayloadType": 111,
+            "clockRate": 48000,
+            "channels": 2,
+            "parameters": {"minptime": 10, "useinbandfec": 1},
+            "rtcpFeedback": [],
+        },
+        {
+            "kind": "video",
+            "mimeType": "video/VP8",
+            "preferredPayloadType": 96,
+            "clockRate": 90000,
+            "rtcpFeedback": _RECV_VIDEO_FEEDBACK,
+        },
+        {
+            "kind": "video",
+            "mimeType": "video/rtx",
+            "preferredPayloadType": 97,
+            "clockRate": 90000,
+            "parameters": {"apt": 96},
+        },
+        {
+            "kind": "video",
+            "mimeType": "video/H264",
+            "preferredPayloadType": 100,
+            "clockRate": 90000,
+            "parameters": {
+                "level-asymmetry-allowed": 1,
+                "packetization-mode": 1,
+                "profile-level-id": "42e01f",
+            },
+            "rtcpFeedback": _RECV_VIDEO_FEEDBACK,
+        },
+        {
+            "kind": "video",
+            "mimeType": "video/rtx",
+            "preferredPayloadType": 101,
+            "clockRate": 90000,
+            "parameters": {"apt": 100},
+        },
+    ],
+    "headerExtensions": [
+        {"kind": "audio", "uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "preferredId": 1},
+        {"kind": "video", "uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "preferredId": 1},
+        {"kind": "audio", "uri": "urn:ietf:params:rtp-hdrext:ssrc-audio-level", "preferredId": 10},
+    ],
+}
 
 
 def _receiveParameters(rtpParameters: RtpParameters) -> RTCRtpReceiveParameters:
@@ -135,10 +199,10 @@ class AiortcHandler(HandlerInterface):
     def name(self) -> str:
         return "aiortc"
 
-    async def getNativeRtpCapabilities(self) -> RtpCapabilities:
-        # What we send is what our send path encodes; aiortc decodes the same codecs except
-        # VP9, which a receiver cannot decode yet.
-        return getSendRtpCapabilities()
+    async def getNativeRtpCapabilities(self, direction: TransportDirection) -> RtpCapabilities:
+        if direction == "send":
+            return getSendRtpCapabilities()
+        return copy.deepcopy(RECV_RTP_CAPABILITIES)
 
     async def getNativeSctpCapabilities(self) -> SctpCapabilities:
         return copy.deepcopy(SCTP_CAPABILITIES)
@@ -284,6 +348,7 @@ class AiortcHandler(HandlerInterface):
         for options in optionsList:
             localId = f"r{next(self._receiverIds)}"
             receiver = RTCRtpReceiver(options.kind, connection.dtlsTransport)
+            compat.attachReceiverTrack(receiver, options.kind, options.trackId)
             compat.setReceiverRtcpSsrc(receiver, self._generateSsrc())
             await receiver.receive(_receiveParameters(options.rtpParameters))
             entry = _Receiver(receiver, options.rtpParameters)
