@@ -37,7 +37,7 @@ from mediasoup_client.cli.options import (
     videoEncodings,
     withoutPeer,
 )
-from mediasoup_client.cli.receiving import savePng
+from mediasoup_client.cli.receiving import Recording, savePng
 from mediasoup_client.cli.session import RunLoop
 from mediasoup_client.cli.sources import Sources, openSources
 from mediasoup_client.cli.stats import RunRecord, Sampler, writePlot
@@ -475,6 +475,35 @@ def test_save_png(tmp_path: Path) -> None:
     path = tmp_path / "snap.png"
     savePng(frame, str(path))
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("extension", "codecs"), [("mkv", {"h264", "aac"}), ("webm", {"vp8", "opus"})]
+)
+async def test_recording_writes_video_and_audio(
+    tmp_path: Path, extension: str, codecs: set[str]
+) -> None:
+    from mediasoup_client.media.test_sources import PatternVideoTrack, ToneAudioTrack
+
+    path = tmp_path / f"out.{extension}"
+    recording = Recording(str(path))
+    video, audio = PatternVideoTrack(160, 120, 30), ToneAudioTrack()
+    recording.start((video, 160, 120), audio)
+    await asyncio.sleep(1.0)
+    await recording.close()
+    with av.open(str(path)) as container:
+        assert {s.codec_context.name for s in container.streams} == codecs
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames >= 10
+
+
+async def test_recording_without_media_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "out.mkv"
+    recording = Recording(str(path))
+    await recording.close()
+    assert not path.exists()
+    with pytest.raises(CliError, match="--record"):
+        Recording(str(tmp_path / "out.unknownformat"))
 
 
 async def test_run_loop_json_ticks_until_duration() -> None:

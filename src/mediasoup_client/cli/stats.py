@@ -156,11 +156,13 @@ class LayerTotals:
     frameWidth: int | None = None
     frameHeight: int | None = None
 
-    def add(self, layer: dict[str, Any]) -> None:
+    def add(self, layer: dict[str, Any], *, rate: bool = True) -> None:
+        """``rate``: count this sample's bitrate in the mean (not the one taken at start)."""
         router, local = layer["router"], layer["local"]
         bitrate = int(router.get("bitrate") or 0)
-        self.samples += 1
-        self.bitrateSum += bitrate
+        if rate:
+            self.samples += 1
+            self.bitrateSum += bitrate
         self.bitrateMax = max(self.bitrateMax, bitrate)
         if bitrate > 0:
             self.receiving += 1
@@ -215,7 +217,8 @@ class RunRecord:
             for layer in producer["layers"]:
                 index = layer["index"]
                 entry = totals.setdefault(index, LayerTotals(layer["rid"], layer["ssrc"]))
-                entry.add(layer)
+                # The tick taken as the run starts has no rate yet: keep it out of the mean.
+                entry.add(layer, rate=t >= 0.5)
                 bitrate = int(layer["router"].get("bitrate") or 0)
                 self.series.setdefault((producer["id"], index), []).append((t, bitrate))
         for consumer in tick.get("consumers", []):

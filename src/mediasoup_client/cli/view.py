@@ -29,7 +29,8 @@ def renderSummary(summary: dict[str, Any]) -> RenderableType:
         for column in ("layer", "mean kbps", "max kbps", "seconds", "packets", "lost"):
             table.add_column(column, justify="right")
         table.add_column("score", justify="right")
-        table.add_column("encoded", justify="right")
+        table.add_column("frames", justify="right")
+        table.add_column("size", justify="right", no_wrap=True)
         for index, layer in enumerate(producer["layers"]):
             table.add_row(
                 _layerName(index, layer.get("rid")),
@@ -39,7 +40,8 @@ def renderSummary(summary: dict[str, Any]) -> RenderableType:
                 str(layer["packetCount"]),
                 str(layer["packetsLost"]),
                 _text(layer.get("score")),
-                _encoded(layer),
+                _text(layer.get("framesEncoded")),
+                _size(layer.get("frameWidth"), layer.get("frameHeight")),
             )
         parts.append(table)
     if summary.get("consumers"):
@@ -95,7 +97,7 @@ def _producerTable(producer: dict[str, Any]) -> Table:
     # Local encoder figures first, then what the router received (bitrates in kbit/s).
     table.add_column("layer")
     if video:
-        table.add_column("size", justify="right")
+        table.add_column("size", justify="right", no_wrap=True, min_width=9)
         table.add_column("fps", justify="right")
         table.add_column("frames", justify="right")
     table.add_column("target", justify="right")
@@ -151,12 +153,6 @@ def _consumerTable(consumers: list[dict[str, Any]]) -> Table:
 
 def _layerName(index: int, rid: str | None) -> str:
     return f"{index} {rid}" if rid else str(index)
-
-
-def _encoded(layer: dict[str, Any]) -> str:
-    if layer.get("framesEncoded") is None:
-        return ""
-    return f"{layer['framesEncoded']} @ {_size(layer.get('frameWidth'), layer.get('frameHeight'))}"
 
 
 def _size(width: Any, height: Any) -> str:
