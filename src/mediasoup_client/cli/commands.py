@@ -80,6 +80,9 @@ async def produce(args: argparse.Namespace) -> int:
         stack.callback(sources.stop)
         if url is None:
             sfu = await startLocalSfu()
+            if not args.debug:
+                # Runs after stop() (callbacks unwind in reverse): no log file per run.
+                stack.callback(sfu.logPath.unlink, missing_ok=True)
             stack.callback(sfu.stop)
             local_room.publish(sfu.port)
             stack.callback(local_room.unpublish)
