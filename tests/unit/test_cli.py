@@ -690,6 +690,8 @@ def test_server_that_is_not_a_room_one_line(capsys: pytest.CaptureFixture[str]) 
     [
         (["produce", "ws://127.0.0.1:{port}/?roomId=r", "--duration", "1"], 1, "cannot connect"),
         (["produce", "--codec", "av1"], 2, "invalid choice"),
+        # ALSA writes its own complaints to fd 2: they must not show.
+        (["produce", "--device", "--no-video", "--audio-device", "no_such_pcm_x"], 1, "cannot"),
     ],
 )
 def test_subprocess_error_paths(argv: list[str], code: int, message: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,10 +153,30 @@ def _openPlayer(
 ) -> Any:
     from aiortc.contrib.media import MediaPlayer
 
+    # Device libraries (ALSA above all) print their own errors: the reason is in ours.
+    quiet = _quietStderr() if format in ("alsa", "v4l2") else contextlib.nullcontext()
     try:
-        return MediaPlayer(source, format=format, options=options, loop=loop)
+        with quiet:
+            return MediaPlayer(source, format=format, options=options, loop=loop)
     except Exception as error:  # PyAV's FFmpegError subclasses, OSError, ValueError...
         raise CliError(f"cannot open {what} {source}: {_reason(error)}") from None
+
+
+@contextlib.contextmanager
+def _quietStderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C libraries write there directly)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _stopPlayer(player: Any) -> None:
