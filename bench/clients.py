@@ -1,0 +1,291 @@
+"""The two clients behind one small interface, so every scenario runs the same code for both.
+
+Both speak to the local SFU over the same protoo client (``ProtooPeer``) with the same requests
+(getRouterRtpCapabilities, createWebRtcTransport, connectWebRtcTransport, join, produce,
+getProducerStats, closeTransport); only the media client differs:
+
+- ``ours``: mediasoup_client's ``Device`` (own RTP send path).
+- ``pymediasoup``: pymediasoup 1.5.0's ``Device`` with its ``AiortcHandler`` (SDP +
+  RTCPeerConnection, aiortc's stock ``RTCRtpSender``). Imported lazily: it only exists in
+  ``bench/.venv-pymediasoup``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mediasoup_client.signaling.protoo import ProtooPeer
+
+
+@dataclass
+class ProducerInfo:
+    """What a scenario needs to know about a producer: its router id and media SSRCs (one per
+    encoding, lowest layer first) and the payload type of its codec."""
+
+    id: str
+    kind: str
+    ssrcs: list[int]
+    payloadType: int
+    handle: Any = field(repr=False, default=None)
+
+
+class SendTransport(Protocol):
+    id: str
+
+    async def produce(
+        self,
+        track: Any,
+        *,
+        encodings: list[dict[str, Any]] | None = None,
+        codecOptions: dict[str, Any] | None = None,
+    ) -> ProducerInfo: ...
+
+    async def close(self) -> None: ...
+
+
+class BenchClient(Protocol):
+    name: str
+    # Whether ``encodings`` (maxBitrate, several simulcast layers) are honoured.
+    honoursEncodings: bool
+
+    async def join(self, url: str) -> None: ...
+
+    async def createSendTransport(self) -> SendTransport: ...
+
+    async def routerStats(self, producerId: str) -> list[dict[str, Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+class _Signaling:
+    """The protoo requests both clients make, in mediasoup-demo's order."""
+
+    def __init__(self) -> None:
+        self.peer: ProtooPeer | None = None
+
+    async def connect(self, url: str) -> dict[str, Any]:
+        self.peer = await ProtooPeer.connect(url)
+        caps: dict[str, Any] = await self.peer.request("getRouterRtpCapabilities")
+        return caps
+
+    async def join(self, deviceName: str) -> None:
+        # No rtpCapabilities: the server then creates no consumers for this peer.
+        await self.request("join", {"displayName": deviceName, "device": {"name": deviceName}})
+
+    async def request(self, method: str, data: dict[str, Any] | None = None) -> Any:
+        assert self.peer is not None, "not connected"
+        return await self.peer.request(method, data)
+
+    async def createTransport(self) -> dict[str, Any]:
+        info: dict[str, Any] = await self.request(
+            "createWebRtcTransport", {"producing": True, "consuming": False, "forceTcp": False}
+        )
+        return info
+
+    async def routerStats(self, producerId: str) -> list[dict[str, Any]]:
+        stats = await self.request("getProducerStats", {"producerId": producerId})
+        return list(stats) if isinstance(stats, list) else []
+
+    async def closeTransport(self, transportId: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.request("closeTransport", {"transportId": transportId})
+
+    async def close(self) -> None:
+        if self.peer is not None:
+            await self.peer.close()
+
+
+# Ours.
+class _OurTransport:
+    def __init__(self, signaling: _Signaling, transport: Any) -> None:
+        self._signaling = signaling
+        self._transport = transport
+        self.id: str = transport.id
+
+    async def produce(
+        self,
+        track: Any,
+        *,
+        encodings: list[dict[str, Any]] | None = None,
+        codecOptions: dict[str, Any] | None = None,
+    ) -> ProducerInfo:
+        options: dict[str, Any] = {"track": track}
+        if encodings:
+            options["encodings"] = encodings
+        if codecOptions:
+            options["codecOptions"] = codecOptions
+        producer = await self._transport.produce(**options)
+        parameters = producer.rtpParameters
+        return ProducerInfo(
+            id=producer.id,
+            kind=producer.kind,
+            ssrcs=[int(e["ssrc"]) for e in parameters["encodings"]],
+            payloadType=int(parameters["codecs"][0]["payloadType"]),
+            handle=producer,
+        )
+
+    async def close(self) -> None:
+        self._transport.close()
+        await self._signaling.closeTransport(self.id)
+
+
+class OurClient:
+    name = "ours"
+    honoursEncodings = True
+
+    def __init__(self) -> None:
+        self._signaling = _Signaling()
+        self._device: Any = None
+
+    async def join(self, url: str) -> None:
+        from mediasoup_client import Device
+
+        caps = await self._signaling.connect(url)
+        self._device = Device()
+        await self._device.load(routerRtpCapabilities=caps)
+        await self._signaling.join("mediasoup-client-python")
+
+    async def createSendTransport(self) -> SendTransport:
+        info = await self._signaling.createTransport()
+        transport = self._device.createSendTransport(
+            id=info["id"],
+            iceParameters=info["iceParameters"],
+            iceCandidates=info["iceCandidates"],
+            dtlsParameters=info["dtlsParameters"],
+            sctpParameters=info.get("sctpParameters"),
+        )
+        signaling = self._signaling
+
+        @transport.on("connect")
+        async def onConnect(dtlsParameters: dict[str, Any]) -> None:
+            await signaling.request(
+                "connectWebRtcTransport",
+                {"transportId": transport.id, "dtlsParameters": dtlsParameters},
+            )
+
+        @transport.on("produce")
+        async def onProduce(
+            kind: str, rtpParameters: dict[str, Any], appData: dict[str, Any]
+        ) -> str:
+            answer = await signaling.request(
+                "produce",
+                {
+                    "transportId": transport.id,
+                    "kind": kind,
+                    "rtpParameters": rtpParameters,
+                    "appData": appData,
+                },
+            )
+            return str(answer["id"])
+
+        return _OurTransport(signaling, transport)
+
+    async def routerStats(self, producerId: str) -> list[dict[str, Any]]:
+        return await self._signaling.routerStats(producerId)
+
+    async def close(self) -> None:
+        await self._signaling.close()
+
+
+# pymediasoup.
+class _TheirTransport:
+    def __init__(self, signaling: _Signaling, transport: Any) -> None:
+        self._signaling = signaling
+        self._transport = transport
+        self.id: str = transport.id
+
+    async def produce(
+        self,
+        track: Any,
+        *,
+        encodings: list[dict[str, Any]] | None = None,
+        codecOptions: dict[str, Any] | None = None,
+    ) -> ProducerInfo:
+        # Neither encodings nor codecOptions are passed: aiortc's RTCRtpSender ignores
+        # encodings (no maxBitrate, no simulcast) and the start bitrate.
+        producer = await self._transport.produce(track=track, stopTracks=True)
+        parameters = producer.rtpParameters
+        return ProducerInfo(
+            id=producer.id,
+            kind=producer.kind,
+            ssrcs=[int(e.ssrc) for e in parameters.encodings],
+            payloadType=int(parameters.codecs[0].payloadType),
+            handle=producer,
+        )
+
+    async def close(self) -> None:
+        # pymediasoup's Producer.close() does not stop aiortc's sender (its stopSending is a
+        # no-op): closing the transport closes the RTCPeerConnection, which does.
+        await self._transport.close()
+        await self._signaling.closeTransport(self.id)
+
+
+class PyMediasoupClient:
+    name = "pymediasoup"
+    honoursEncodings = False
+
+    def __init__(self) -> None:
+        self._signaling = _Signaling()
+        self._device: Any = None
+
+    async def join(self, url: str) -> None:
+        from pymediasoup import Device
+        from pymediasoup.handlers.aiortc_handler import AiortcHandler
+        from pymediasoup.rtp_parameters import RtpCapabilities
+
+        caps = await self._signaling.connect(url)
+        self._device = Device(handlerFactory=AiortcHandler.createFactory(tracks=[]))
+        await self._device.load(RtpCapabilities.model_validate(caps))
+        await self._signaling.join("pymediasoup")
+
+    async def createSendTransport(self) -> SendTransport:
+        info = await self._signaling.createTransport()
+        transport = self._device.createSendTransport(
+            id=info["id"],
+            iceParameters=info["iceParameters"],
+            iceCandidates=info["iceCandidates"],
+            dtlsParameters=info["dtlsParameters"],
+            sctpParameters=info.get("sctpParameters"),
+        )
+        signaling = self._signaling
+
+        @transport.on("connect")
+        async def onConnect(dtlsParameters: Any) -> None:
+            await signaling.request(
+                "connectWebRtcTransport",
+                {
+                    "transportId": transport.id,
+                    "dtlsParameters": dtlsParameters.model_dump(exclude_none=True),
+                },
+            )
+
+        @transport.on("produce")
+        async def onProduce(kind: str, rtpParameters: Any, appData: dict[str, Any]) -> str:
+            answer = await signaling.request(
+                "produce",
+                {
+                    "transportId": transport.id,
+                    "kind": kind,
+                    "rtpParameters": rtpParameters.model_dump(exclude_none=True),
+                    "appData": appData,
+                },
+            )
+            return str(answer["id"])
+
+        return _TheirTransport(signaling, transport)
+
+    async def routerStats(self, producerId: str) -> list[dict[str, Any]]:
+        return await self._signaling.routerStats(producerId)
+
+    async def close(self) -> None:
+        await self._signaling.close()
+
+
+def makeClient(name: str) -> BenchClient:
+    if name == "ours":
+        return OurClient()
+    if name == "pymediasoup":
+        return PyMediasoupClient()
+    raise ValueError(f"unknown client {name!r}")

@@ -1,0 +1,308 @@
+"""One benchmark scenario with one client, in its own process; prints one ``RESULT {json}`` line.
+
+    python bench/worker.py --client ours|pymediasoup --url WS_URL SCENARIO [options]
+
+Runs under ``.venv`` (ours) or ``bench/.venv-pymediasoup`` (pymediasoup, which also has our
+package installed for the shared signaling, sources and measuring code). ``driver.py`` starts
+it; it can also be run by hand against a running local SFU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from clients import BenchClient, ProducerInfo, SendTransport, makeClient
+from measure import (
+    WireCounter,
+    median,
+    routerStreams,
+    rssBytes,
+    sampleSeconds,
+    summarise,
+    waitFirstPacket,
+)
+
+from mediasoup_client.media.test_sources import PatternVideoTrack, ToneAudioTrack
+
+log = logging.getLogger("bench.worker")
+
+
+# 1. Time from produce() to the router's first packet.
+async def firstRtp(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """Per repetition: a new send transport; ``cold`` = produce() of a VP8 640x480 producer on
+    it (ICE + DTLS included, as in any first produce), then ``warm`` = a second one on the
+    now connected transport. One unmeasured repetition first (imports, first encoders)."""
+    cold: list[float] = []
+    warm: list[float] = []
+    answered: list[float] = []  # produce() call to its return (signaling included)
+    for repetition in range(args.reps + 1):
+        transport = await client.createSendTransport()
+        tracks = [PatternVideoTrack(640, 480, 30, seed=1), PatternVideoTrack(640, 480, 30, seed=2)]
+        try:
+            for index, track in enumerate(tracks):
+                started = time.perf_counter()
+                producer = await transport.produce(track)
+                returned = time.perf_counter()
+                first = await waitFirstPacket(client, producer.id)
+                if first is None:
+                    raise RuntimeError(f"no RTP at the router after 15 s ({client.name})")
+                if repetition == 0:
+                    continue
+                (cold if index == 0 else warm).append((first - started) * 1000)
+                if index == 0:
+                    answered.append((returned - started) * 1000)
+        finally:
+            await transport.close()
+            for track in tracks:
+                track.stop()
+        await asyncio.sleep(0.2)  # let the closed transport's tasks wind down
+    return {
+        "coldMs": cold,
+        "warmMs": warm,
+        "produceReturnMs": answered,
+        "coldMedianMs": median(cold),
+        "warmMedianMs": median(warm),
+        "produceReturnMedianMs": median(answered),
+    }
+
+
+# 2 and 4. Video producers: CPU per second beside what the router receives.
+async def video(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """``k`` producers of one moving source (through aiortc's MediaRelay, unbuffered: a
+    sender that falls behind skips frames instead of queueing them), each with
+    ``--layers`` encodings (1: one encoding capped at ``--max-bitrate``; 3: simulcast with
+    scaleResolutionDownBy 4/2/1). CPU and rates are medians of 1 s intervals after warm-up."""
+    from aiortc.contrib.media import MediaRelay
+
+    if args.layers > 1 and not client.honoursEncodings:
+        return {"unsupported": f"{client.name} cannot send {args.layers} simulcast encodings"}
+    wire = WireCounter()
+    wire.install()
+    source = PatternVideoTrack(args.width, args.height, 30)
+    relay = MediaRelay()
+    encodings: list[dict[str, Any]] | None = None
+    if args.layers > 1:
+        top = args.max_bitrate or 1_500_000
+        encodings = [
+            {
+                "maxBitrate": int(top / 4 ** (args.layers - 1 - i)) or 30_000,
+                "scaleResolutionDownBy": float(2 ** (args.layers - 1 - i)),
+            }
+            for i in range(args.layers)
+        ]
+    elif args.max_bitrate:
+        encodings = [{"maxBitrate": args.max_bitrate}]
+    codecOptions = {"videoGoogleStartBitrate": args.start_bitrate} if args.start_bitrate else None
+    transport = await client.createSendTransport()
+    producers: list[ProducerInfo] = []
+    try:
+        for _ in range(args.k):
+            track = relay.subscribe(source, buffered=False)
+            producers.append(
+                await transport.produce(track, encodings=encodings, codecOptions=codecOptions)
+            )
+        await asyncio.sleep(args.warmup)
+        window = await sampleSeconds(client, producers, wire, args.window)
+    finally:
+        await transport.close()
+        source.stop()
+    result = summarise(window, producers)
+    streams = [layer for p in result["producers"] for layer in p["layers"]]
+    result.update(
+        k=args.k,
+        layers=args.layers,
+        encodings=encodings,
+        codecOptions=codecOptions,
+        totalBitrate=sum(layer["bitrate"] or 0 for layer in streams),
+        # Per producer: its top layer's figures (the single layer without simulcast).
+        bitratePerStream=median([p["layers"][-1]["bitrate"] or 0 for p in result["producers"]]),
+        framerate=median([p["layers"][-1]["framerate"] or 0 for p in result["producers"]]),
+        packetRate=median([p["layers"][-1]["packetRate"] or 0 for p in result["producers"]]),
+        lost=sum(layer["lost"] for layer in streams),
+        sourceFrames=source.framesGenerated,
+    )
+    return result
+
+
+# 3. How many Opus producers at full packet rate within one core.
+async def opusCapacity(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """Ramp Opus producers (one 440 Hz tone track each, 20 ms frames: 50 packets/s) on one
+    send transport. At each step: warm-up, then a window of 1 s intervals; a step passes when
+    the router received at least 99 % of 50 packets/s for the producers as a whole and the
+    process used at most one core (median). A failing step is measured once more before it
+    counts (the machine is shared); the ramp stops at the first failure or at the time
+    limit."""
+    wire = WireCounter()
+    wire.install()
+    steps = [int(s) for s in args.steps.split(",")]
+    transport = await client.createSendTransport()
+    producers: list[ProducerInfo] = []
+    tracks: list[ToneAudioTrack] = []
+    results: list[dict[str, Any]] = []
+    started = time.monotonic()
+    best = 0
+    try:
+        for count in steps:
+            if time.monotonic() - started > args.max_time:
+                log.warning("opus ramp: time limit reached before %d producers", count)
+                break
+            addStarted = time.monotonic()
+            while len(producers) < count:
+                track = ToneAudioTrack(440 + len(tracks))
+                tracks.append(track)
+                producers.append(await transport.produce(track))
+            addSeconds = time.monotonic() - addStarted
+            step: dict[str, Any] = {}
+            for attempt in range(2):
+                await asyncio.sleep(args.warmup)
+                window = await sampleSeconds(client, producers, wire, args.window)
+                intervals = window.intervals
+                rates = [sum(s.packetRate for s in i.streams.values()) / count for i in intervals]
+                packetRate = median(rates) or 0.0
+                cpu = median([i.cpuPerSecond for i in intervals]) or 0.0
+                missing = max(0.0, 1 - packetRate / 50)
+                step = {
+                    "producers": count,
+                    "packetRatePerProducer": packetRate,
+                    "missing": missing,
+                    "cpuPerSecond": cpu,
+                    "threadCpuPerSecond": window.threadCpu,
+                    "addSeconds": addSeconds,
+                    "attempt": attempt + 1,
+                    "passed": missing < 0.01 and cpu <= 1.0,
+                }
+                log.info("opus ramp: %s", step)
+                if step["passed"]:
+                    break
+            results.append(step)
+            if not step["passed"]:
+                break
+            best = count
+    finally:
+        await transport.close()
+        for track in tracks:
+            track.stop()
+    return {
+        "maxFullRateProducers": best,
+        "testedUpTo": max((s["producers"] for s in results), default=0),
+        "limitReached": bool(results) and not results[-1]["passed"],
+        "steps": results,
+    }
+
+
+# 5. Memory per send transport.
+async def memory(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """``--transports`` send transports with one Opus producer each, in this process. RSS
+    after (once all are sending and a few seconds passed) minus RSS before, per transport."""
+    # Warm the process first (one transport + producer, then closed) so that imports, codec
+    # tables and thread pools are in "before" for both clients, not counted per transport.
+    warmTransport = await client.createSendTransport()
+    warmTrack = ToneAudioTrack(300)
+    await warmTransport.produce(warmTrack)
+    await asyncio.sleep(1)
+    await warmTransport.close()
+    warmTrack.stop()
+    await asyncio.sleep(1)
+    before = rssBytes()
+    transports: list[SendTransport] = []
+    producers: list[ProducerInfo] = []
+    tracks: list[ToneAudioTrack] = []
+    started = time.monotonic()
+    try:
+        for index in range(args.transports):
+            transport = await client.createSendTransport()
+            transports.append(transport)
+            track = ToneAudioTrack(300 + index)
+            tracks.append(track)
+            producers.append(await transport.produce(track))
+        createSeconds = time.monotonic() - started
+        await asyncio.sleep(args.warmup)
+        after = rssBytes()
+        streams = await routerStreams(client, producers)
+        sending = sum(1 for s in streams.values() if s.packetCount > 0)
+    finally:
+        for transport in transports:
+            with contextlib.suppress(Exception):
+                await transport.close()
+        for track in tracks:
+            track.stop()
+    return {
+        "transports": args.transports,
+        "rssBeforeBytes": before,
+        "rssAfterBytes": after,
+        "bytesPerTransport": (after - before) / args.transports,
+        "producersSending": sending,
+        "createSeconds": createSeconds,
+    }
+
+
+SCENARIOS = {
+    "first-rtp": firstRtp,
+    "video": video,
+    "opus": opusCapacity,
+    "memory": memory,
+}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    client = makeClient(args.client)
+    await client.join(args.url)
+    try:
+        result = await SCENARIOS[args.scenario](client, args)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), 5)
+    result.update(client=args.client, scenario=args.scenario)
+    return result
+
+
+def parseArgs(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--client", required=True, choices=["ours", "pymediasoup"])
+    parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/?roomId=..&peerId=..")
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--k", type=int, default=1, help="video producers")
+    parser.add_argument("--layers", type=int, default=1, help="simulcast encodings")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--max-bitrate", type=int, default=0, help="bps per (top) encoding")
+    parser.add_argument(
+        "--start-bitrate",
+        type=int,
+        default=0,
+        help="codecOptions.videoGoogleStartBitrate in kbps (0: not given)",
+    )
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
+    parser.add_argument("--window", type=int, default=10, help="seconds measured")
+    parser.add_argument("--steps", default="10,20,40,60,80,100,120,150,200,250")
+    parser.add_argument("--max-time", type=float, default=150.0, help="opus ramp time limit")
+    parser.add_argument("--transports", type=int, default=100)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parseArgs(sys.argv[1:])
+    logging.basicConfig(
+        level=logging.INFO if os.environ.get("BENCH_DEBUG") else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    result = asyncio.run(run(args))
+    print("RESULT " + json.dumps(result), flush=True)
+    sys.stderr.flush()
+    # Leftover aiortc tasks and executor threads of up to 100 transports can take long to
+    # wind down; the result is out, so leave at once.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
