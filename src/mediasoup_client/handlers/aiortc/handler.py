@@ -16,6 +16,7 @@ import random
 import secrets
 from typing import Any
 
+import av
 from aiortc import (
     RTCDataChannel,
     RTCDataChannelParameters,
@@ -24,11 +25,14 @@ from aiortc import (
     RTCRtpHeaderExtensionParameters,
     RTCRtpReceiver,
 )
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import (
     RTCRtpDecodingParameters,
     RTCRtpReceiveParameters,
     RTCRtpRtxParameters,
 )
+from av.frame import Frame
+from av.packet import Packet
 
 from ...errors import InvalidStateError
 from ...send_parameters import buildSendRtpParameters
@@ -164,9 +168,38 @@ def _receiveParameters(rtpParameters: RtpParameters) -> RTCRtpReceiveParameters:
     )
 
 
+class ConsumerTrack(MediaStreamTrack):
+    """The track a Consumer hands out: aiortc's decoded frames, counted for the stats
+    (``framesDecoded`` = frames delivered to the reader, and their size)."""
+
+    def __init__(self, source: MediaStreamTrack, id: str) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._id = id
+        self._source = source
+        self.framesDecoded = 0
+        self.frameWidth: int | None = None
+        self.frameHeight: int | None = None
+        source.on("ended", self.stop)
+
+    async def recv(self) -> Frame | Packet[Any]:
+        frame = await self._source.recv()
+        self.framesDecoded += 1
+        if isinstance(frame, av.VideoFrame):
+            self.frameWidth, self.frameHeight = frame.width, frame.height
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
+
+
 class _Receiver:
-    def __init__(self, receiver: RTCRtpReceiver, rtpParameters: RtpParameters) -> None:
+    def __init__(
+        self, receiver: RTCRtpReceiver, track: ConsumerTrack, rtpParameters: RtpParameters
+    ) -> None:
         self.receiver = receiver
+        self.track = track
         self.rtpParameters = rtpParameters
         self.paused = False
 
@@ -351,11 +384,13 @@ class AiortcHandler(HandlerInterface):
             compat.attachReceiverTrack(receiver, options.kind, options.trackId)
             compat.setReceiverRtcpSsrc(receiver, self._generateSsrc())
             await receiver.receive(_receiveParameters(options.rtpParameters))
-            entry = _Receiver(receiver, options.rtpParameters)
+            entry = _Receiver(
+                receiver, ConsumerTrack(receiver.track, options.trackId), options.rtpParameters
+            )
             self._receivers[localId] = entry
             if options.kind == "video":
                 self._spawn(self._requestKeyFrame(entry))
-            results.append(HandlerReceiveResult(localId=localId, track=receiver.track))
+            results.append(HandlerReceiveResult(localId=localId, track=entry.track))
         return results
 
     async def stopReceiving(self, localIds: list[str]) -> None:
@@ -375,7 +410,7 @@ class AiortcHandler(HandlerInterface):
             entry = self._receiver(localId)
             entry.paused = False
             compat.setReceiverEnabled(entry.receiver, True)
-            if entry.receiver.track.kind == "video":
+            if entry.track.kind == "video":
                 self._spawn(self._requestKeyFrame(entry))
 
     async def getReceiverStats(self, localId: str) -> StatsReport:
@@ -384,6 +419,11 @@ class AiortcHandler(HandlerInterface):
         for stats in (await entry.receiver.getStats()).values():
             values: dict[str, Any] = {k: v for k, v in vars(stats).items() if not k.startswith("_")}
             values["timestamp"] = values["timestamp"].timestamp() * 1000
+            if values["type"] == "inbound-rtp":
+                values["framesDecoded"] = entry.track.framesDecoded
+                if entry.track.frameWidth is not None:
+                    values["frameWidth"] = entry.track.frameWidth
+                    values["frameHeight"] = entry.track.frameHeight
             report[values["id"]] = values
         return report
 
