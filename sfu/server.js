@@ -21,6 +21,7 @@ const mediasoup = require('mediasoup');
 const protoo = require('protoo-server');
 
 const LISTEN_IP = '127.0.0.1';
+const SCTP_SEND_BUFFER_SIZE = Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE || 32 * 1024 * 1024);
 
 function parseArgs(argv) {
 	const options = {
@@ -198,6 +199,9 @@ class Room {
 					initialAvailableOutgoingBitrate: 1000000,
 					enableSctp: Boolean(sctpCapabilities),
 					numSctpStreams: sctpCapabilities ? sctpCapabilities.numStreams : undefined,
+					// mediasoup 3.8 drops DataConsumer messages when this buffer is full (it has no
+					// backpressure toward the producer); a roomy buffer absorbs bursts on loopback.
+					sctpSendBufferSize: SCTP_SEND_BUFFER_SIZE,
 					appData: { producing, consuming },
 				};
 				if (forceTcp) {
