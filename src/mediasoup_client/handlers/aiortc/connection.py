@@ -46,6 +46,11 @@ from .rtp_port import RtcpListener, RtcpPacket
 
 logger = logging.getLogger(__name__)
 
+# The router answers what we send (RTCP reports, SCTP acks) within a second or two; this much
+# silence while we keep sending means it is gone or unreachable.
+SILENCE_BEFORE_DISCONNECTED = 5.0
+LIVENESS_INTERVAL = 1.0
+
 
 def toRTCIceServers(iceServers: list[IceServer] | None) -> list[RTCIceServer]:
     # Never aiortc's default (a public STUN server): only what the app configured.
@@ -104,6 +109,7 @@ class TransportConnection(AsyncIOEventEmitter):
         self._iceGatheringState: IceGatheringState = "new"
         self._signalTask: asyncio.Task[None] | None = None
         self._transportTask: asyncio.Task[None] | None = None
+        self._monitorTask: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._finished = asyncio.Event()  # failed or closed: nothing will connect any more
         self._closed = False
@@ -215,6 +221,32 @@ class TransportConnection(AsyncIOEventEmitter):
                 self._setConnectionState("failed")
             return
         self._setConnectionState("connected")
+        self._monitorTask = asyncio.ensure_future(self._monitorLiveness())
+
+    async def _monitorLiveness(self) -> None:
+        """'disconnected' when the server went quiet while we kept sending, 'connected' again
+        when it answers. ICE consent expiry (aioice, ~30 s) then makes it 'failed'. An idle
+        transport that sends nothing is never flagged."""
+        stats = compat.dtlsStats(self._dtls)
+        entry = next(iter(stats.values()))
+        received, sent = entry.packetsReceived, entry.packetsSent
+        quiet_since = time.monotonic()
+        sent_at_quiet = sent
+        while not self._closed and self._dtls.state == "connected":
+            await asyncio.sleep(LIVENESS_INTERVAL)
+            entry = next(iter(compat.dtlsStats(self._dtls).values()))
+            now = time.monotonic()
+            if entry.packetsReceived != received:
+                received = entry.packetsReceived
+                quiet_since, sent_at_quiet = now, entry.packetsSent
+                if self._connectionState == "disconnected":
+                    self._setConnectionState("connected")
+            elif (
+                now - quiet_since > SILENCE_BEFORE_DISCONNECTED
+                and entry.packetsSent > sent_at_quiet
+                and self._connectionState == "connected"
+            ):
+                self._setConnectionState("disconnected")
 
     async def restartIce(self, iceParameters: IceParameters) -> None:
         self._remoteIceParameters = iceParameters
@@ -230,7 +262,7 @@ class TransportConnection(AsyncIOEventEmitter):
         if self._closed:
             return
         self._closed = True
-        for task in (self._signalTask, self._transportTask):
+        for task in (self._signalTask, self._transportTask, self._monitorTask):
             if task is not None and not task.done():
                 task.cancel()
         self._setConnectionState("closed")
