@@ -91,3 +91,21 @@ async def test_receiver_internals() -> None:
     assert inspect.iscoroutinefunction(receiver._send_rtcp_pli), UPGRADE_HINT
     # Not connected: the PLI is dropped quietly, as aiortc's own receiver does.
     await compat.sendReceiverPli(receiver, 1234)
+
+
+def test_ice_servers_can_be_replaced_before_gathering() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    compat.setIceServers(
+        gatherer,
+        [
+            aiortc.RTCIceServer("stun:127.0.0.1:3478"),
+            aiortc.RTCIceServer("turn:127.0.0.2:3479?transport=tcp", username="u", credential="p"),
+        ],
+    )
+    connection = gatherer._connection
+    assert connection.stun_server == ("127.0.0.1", 3478), UPGRADE_HINT
+    assert connection.turn_server == ("127.0.0.2", 3479), UPGRADE_HINT
+    assert (connection.turn_username, connection.turn_password) == ("u", "p"), UPGRADE_HINT
+    assert connection.turn_transport == "tcp" and connection.turn_ssl is False, UPGRADE_HINT
+    compat.setIceServers(gatherer, [])
+    assert connection.stun_server is None and connection.turn_server is None, UPGRADE_HINT

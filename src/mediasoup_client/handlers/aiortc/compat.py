@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from aiortc import RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceGatherer,
+    RTCIceServer,
+    RTCIceTransport,
+    RTCRtpReceiver,
+)
+from aiortc.rtcicetransport import connection_kwargs
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 PINNED_AIORTC = "1.16.0"
@@ -20,6 +27,17 @@ PINNED_AIORTC = "1.16.0"
 def setIceControlling(gatherer: RTCIceGatherer, controlling: bool) -> None:
     """mediasoup is ICE-lite and answers 487 to a controlled peer: we must control."""
     gatherer._connection.ice_controlling = controlling
+
+
+def setIceServers(gatherer: RTCIceGatherer, iceServers: list[RTCIceServer]) -> None:
+    """Replace the STUN/TURN servers of a gatherer that has not gathered yet (aiortc reads
+    them only in its constructor; aioice uses them when it gathers)."""
+    connection = gatherer._connection
+    settings = connection_kwargs(iceServers)
+    for name in ("stun_server", "turn_server", "turn_username", "turn_password"):
+        setattr(connection, name, settings.get(name))
+    connection.turn_ssl = settings.get("turn_ssl", False)
+    connection.turn_transport = settings.get("turn_transport", "udp")
 
 
 def nominatedAddresses(transport: RTCIceTransport) -> tuple[str, str] | None:

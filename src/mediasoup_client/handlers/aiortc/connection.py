@@ -26,6 +26,7 @@ from aiortc import (
     RTCIceParameters,
     RTCIceServer,
     RTCIceTransport,
+    RTCIceTransportPolicy,
     RTCSctpCapabilities,
     RTCSctpTransport,
 )
@@ -100,7 +101,14 @@ class TransportConnection(AsyncIOEventEmitter):
         self._sctpParameters = sctpParameters
         self._onConnect = onConnect
         self._iceServers = list(iceServers or [])
-        self._gatherer = RTCIceGatherer(iceServers=toRTCIceServers(iceServers))
+        self._gatherer = RTCIceGatherer(
+            iceServers=toRTCIceServers(iceServers),
+            iceTransportPolicy=(
+                RTCIceTransportPolicy.RELAY
+                if iceTransportPolicy == "relay"
+                else RTCIceTransportPolicy.ALL
+            ),
+        )
         compat.setIceControlling(self._gatherer, True)
         self._ice = RTCIceTransport(self._gatherer)
         self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
@@ -255,8 +263,11 @@ class TransportConnection(AsyncIOEventEmitter):
         )
 
     def updateIceServers(self, iceServers: list[IceServer]) -> None:
-        """Kept for the next gathering: aiortc gathers once per transport."""
+        """Used by the next gathering. aiortc gathers once per transport (on first use), so
+        servers given after that are only recorded (an ICE restart keeps the candidates)."""
         self._iceServers = list(iceServers)
+        if self._gatherer.state == "new":
+            compat.setIceServers(self._gatherer, toRTCIceServers(iceServers))
 
     async def close(self) -> None:
         if self._closed:
