@@ -274,6 +274,16 @@ def delivered(result: dict[str, Any]) -> str:
     )
 
 
+def failedNote(pair: dict[str, dict[str, Any]]) -> str:
+    """Failed attempts a worker retried (the table says so rather than hide them)."""
+    notes = [
+        f"{client}: {len(failed)} failed attempt(s) retried"
+        for client, result in pair.items()
+        if (failed := result.get("failedAttempts") or result.get("failedProduceAttempts"))
+    ]
+    return "; " + "; ".join(notes) if notes else ""
+
+
 def layerRates(result: dict[str, Any]) -> str:
     """Per simulcast layer (lowest first): frames/s sent and router kbps."""
     if "producers" not in result:
@@ -332,7 +342,8 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
     add(
         "1 first RTP, new transport (VP8)", "median ms", first["ours"], first["pymediasoup"],
         *cold, target="<= 0.5x", met=None if r is None else r <= 0.5,
-        note=f"{len(first['ours'].get('coldMs', []))} reps; ICE+DTLS included", digits=1,
+        note=f"{len(first['ours'].get('coldMs', []))} reps; ICE+DTLS included"
+        + failedNote(first), digits=1,
     )  # fmt: skip
     warm = [first[c].get("warmMedianMs") for c in ("ours", "pymediasoup")]
     r = ratio(*warm)
@@ -399,7 +410,11 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
         *perTransport, digits=0,
         note=f"{memory['ours'].get('transports', '?')} transports; sending: ours "
         f"{memory['ours'].get('producersSending', '?')}, theirs "
-        f"{memory['pymediasoup'].get('producersSending', '?')}",
+        f"{memory['pymediasoup'].get('producersSending', '?')}; Opus pkt/s per producer / CPU "
+        f"s/s: ours {fmt(memory['ours'].get('packetRatePerProducer'), 1)} / "
+        f"{fmt(memory['ours'].get('cpuPerSecond'))}, theirs "
+        f"{fmt(memory['pymediasoup'].get('packetRatePerProducer'), 1)} / "
+        f"{fmt(memory['pymediasoup'].get('cpuPerSecond'))}" + failedNote(memory),
     )  # fmt: skip
     return rows
 
