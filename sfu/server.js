@@ -29,6 +29,7 @@ function parseArgs(argv) {
 		rtcMinPort: Number(process.env.SFU_RTC_MIN_PORT || 40000),
 		rtcMaxPort: Number(process.env.SFU_RTC_MAX_PORT || 49999),
 		logLevel: process.env.SFU_LOG_LEVEL || 'warn',
+		exitWithStdin: false,
 	};
 	for (let i = 2; i < argv.length; i++) {
 		const arg = argv[i];
@@ -37,6 +38,7 @@ function parseArgs(argv) {
 		else if (arg === '--rtc-min-port') options.rtcMinPort = Number(next());
 		else if (arg === '--rtc-max-port') options.rtcMaxPort = Number(next());
 		else if (arg === '--log-level') options.logLevel = next();
+		else if (arg === '--exit-with-stdin') options.exitWithStdin = true;
 		else throw new Error(`unknown argument ${arg}`);
 	}
 	return options;
@@ -487,6 +489,13 @@ async function main() {
 	};
 	process.on('SIGTERM', shutdown);
 	process.on('SIGINT', shutdown);
+	if (options.exitWithStdin) {
+		// The launcher holds our stdin open and never writes: its end means the launcher is
+		// gone (even killed), and a server nobody owns must not linger.
+		process.stdin.on('end', shutdown);
+		process.stdin.on('error', shutdown);
+		process.stdin.resume();
+	}
 }
 
 // Whatever a client sends, the server stays up.

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -126,3 +131,34 @@ async def test_unreachable_url_raises_connection_error(sfu: LocalSfu) -> None:
     # A loopback port nobody listens on.
     with pytest.raises(ConnectionError):
         await ProtooPeer.connect("ws://127.0.0.1:9/?roomId=a&peerId=b", timeout=2)
+
+
+def test_the_sfu_does_not_outlive_a_killed_launcher() -> None:
+    # A test run that crashes or is killed must not leave servers (and their workers) behind.
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from mediasoup_client.signaling.local_sfu import LocalSfu\n"
+            "import time\n"
+            "sfu = LocalSfu().start()\n"
+            "print(sfu._process.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert launcher.stdout is not None
+    server = int(launcher.stdout.readline())
+    os.kill(server, 0)  # running
+    launcher.kill()
+    launcher.wait(5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(server, signal.SIGKILL)
+    raise AssertionError("the SFU kept running after its launcher was killed")

@@ -86,11 +86,13 @@ class LocalSfu:
             raise SfuNotInstalledError("Node.js (node) is not on PATH")
         env = dict(os.environ, MEDIASOUP_WORKER_BIN=str(worker))
         log = self.logPath.open("ab")
+        # We keep the server's stdin open without writing: when this process ends, however
+        # abruptly, the server sees its stdin close and shuts down (--exit-with-stdin).
         self._process = subprocess.Popen(
-            [node, str(server), "--port", "0"],
+            [node, str(server), "--port", "0", "--exit-with-stdin"],
             cwd=sfuDir(),
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
             start_new_session=True,
@@ -112,8 +114,9 @@ class LocalSfu:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
 
     def kill(self) -> None:
         """Make the SFU vanish abruptly (tests of what clients do when the server dies)."""
