@@ -387,3 +387,25 @@ async def test_unordered_and_partially_reliable_data_channels(
     await waitFor(arrived, 10, "400 messages")
     assert sorted(received["lossy"]) == sorted(f"text {i}" for i in range(200))
     assert all(isinstance(m, bytes) and len(m) == 100 for m in received["timed"])
+
+
+async def test_a_server_side_transport_close_fails_the_transport(
+    peers: tuple[RoomClient, RoomClient],
+) -> None:
+    publisher, _ = peers
+    producer = await publisher.produce(ToneAudioTrack())
+    transport = publisher.sendTransport
+
+    async def connected() -> bool:
+        return transport.connectionState == "connected"
+
+    await waitFor(connected, 10, "the transport to connect")
+    await publisher.request("closeTransport", {"transportId": transport.id})
+
+    async def left() -> bool:
+        return transport.connectionState in ("disconnected", "failed")
+
+    await waitFor(left, 30, "connectionState to leave connected", interval=0.5)
+    producer.close()
+    transport.close()
+    assert producer.closed and transport.closed
