@@ -49,6 +49,9 @@ class BenchClient(Protocol):
     name: str
     # Whether ``encodings`` (maxBitrate, several simulcast layers) are honoured.
     honoursEncodings: bool
+    # Whether Producer.pause() stops sending (pymediasoup's aiortc handler raises
+    # NotImplementedError in pauseSending).
+    canPause: bool
 
     async def join(self, url: str) -> None: ...
 
@@ -134,6 +137,7 @@ class _OurTransport:
 class OurClient:
     name = "ours"
     honoursEncodings = True
+    canPause = True
 
     def __init__(self) -> None:
         self._signaling = _Signaling()
@@ -225,6 +229,7 @@ class _TheirTransport:
 class PyMediasoupClient:
     name = "pymediasoup"
     honoursEncodings = False
+    canPause = False
 
     def __init__(self) -> None:
         self._signaling = _Signaling()

@@ -208,6 +208,11 @@ def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
     print("5. memory per send transport with one Opus producer", file=sys.stderr)
     memoryOptions = ["--transports", str(settings.transports), "--warmup", "3"]
     results["memory"] = {c: runner.run(c, "memory", memoryOptions, label="memory") for c in CLIENTS}
+    # The same without media: what a transport and its producer take by themselves.
+    results["memoryPaused"] = {
+        c: runner.run(c, "memory", [*memoryOptions, "--paused"], label="memory-paused")
+        for c in CLIENTS
+    }
     return results
 
 
@@ -416,6 +421,14 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"{fmt(memory['pymediasoup'].get('packetRatePerProducer'), 1)} / "
         f"{fmt(memory['pymediasoup'].get('cpuPerSecond'))}" + failedNote(memory),
     )  # fmt: skip
+    paused = results.get("memoryPaused")
+    if paused:
+        add(
+            "5 same, producers paused (no media)", "KiB", paused["ours"], paused["pymediasoup"],
+            *[None if paused[c].get("bytesPerTransport") is None
+              else paused[c]["bytesPerTransport"] / 1024 for c in ("ours", "pymediasoup")],
+            digits=0, compare=False, note="pymediasoup's aiortc handler cannot pause",
+        )  # fmt: skip
     return rows
 
 

@@ -222,7 +222,11 @@ async def opusCapacity(client: BenchClient, args: argparse.Namespace) -> dict[st
 # 5. Memory per send transport.
 async def memory(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
     """``--transports`` send transports with one Opus producer each, in this process. RSS
-    after (once all are sending and a few seconds passed) minus RSS before, per transport."""
+    after (once all are sending and a few seconds passed) minus RSS before, per transport.
+    ``--paused``: each producer is paused right after produce(), so the figure is the
+    transport and producer alone, without media in flight."""
+    if args.paused and not client.canPause:
+        return {"unsupported": f"{client.name} cannot pause a producer"}
     # Warm the process first (one transport + producer, then closed) so that imports, codec
     # tables and thread pools are in "before" for both clients, not counted per transport.
     warmTransport = await client.createSendTransport()
@@ -245,7 +249,10 @@ async def memory(client: BenchClient, args: argparse.Namespace) -> dict[str, Any
             track = ToneAudioTrack(300 + len(tracks))
             tracks.append(track)
             try:
-                producers.append(await transport.produce(track))
+                producer = await transport.produce(track)
+                if args.paused:
+                    producer.handle.pause()
+                producers.append(producer)
             except Exception as error:
                 # Seen with pymediasoup now and then ("no active media section found": an
                 # aiortc offer without a usable ICE section): count it, try again.
@@ -260,7 +267,9 @@ async def memory(client: BenchClient, args: argparse.Namespace) -> dict[str, Any
         # Whether the process keeps up with 100 Opus streams: when it does not, queued audio
         # frames grow the RSS too (ours queues up to 1 s per producer), so say so.
         window = await sampleSeconds(client, producers, WireCounter(), 3)
-        sending = sum(1 for s in window.intervals[-1].streams.values() if s.packetRate > 0)
+        sending = len(
+            {ssrc for i in window.intervals for ssrc, s in i.streams.items() if s.packetRate > 0}
+        )
         packetRate = median(
             [
                 sum(s.packetRate for s in i.streams.values()) / len(producers)
@@ -338,6 +347,7 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", default="10,20,40,60,80,100,120,150,200,250")
     parser.add_argument("--max-time", type=float, default=150.0, help="opus ramp time limit")
     parser.add_argument("--transports", type=int, default=100)
+    parser.add_argument("--paused", action="store_true", help="memory: pause every producer")
     return parser.parse_args(argv)
 
 
