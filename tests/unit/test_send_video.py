@@ -330,6 +330,31 @@ async def test_remb_splits_the_estimate_lowest_layer_first(make: Any):
     assert h.frames(0) > 5
 
 
+async def test_start_bitrate_only_bridges_the_time_before_the_first_estimate(make: Any):
+    encodings = [{"maxBitrate": 600_000}, {"maxBitrate": 1_200_000}]
+    h = make(
+        videoRtpParameters(encodings=encodings), codecOptions={"videoGoogleStartBitrate": 1000}
+    )
+    await h.waitFrames(3)
+
+    def targets() -> list[int]:
+        stats = h.sender.getStats()
+        return [stats[f"OT{s}"]["targetBitrate"] for s in h.ssrcs]
+
+    assert targets() == [600_000, 400_000]
+    # The router's estimates start low (it has received little yet) and grow, about once a
+    # second: no congestion, so the start bitrate stops capping (the top layer's encoder
+    # follows once its 3 s hysteresis has passed).
+    for step in range(12):
+        estimate = int(300_000 * 1.08**step)
+        remb = RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=pack_remb_fci(estimate, h.ssrcs))
+        await h.port.inject(remb)
+        if targets() == [600_000, 1_200_000]:
+            break
+        await asyncio.sleep(0.5)
+    assert targets() == [600_000, 1_200_000]
+
+
 async def test_stats_and_receiver_reports(make: Any):
     h = make(videoRtpParameters(encodings=[{}, {}]))
     await h.waitFrames(10)

@@ -10,7 +10,8 @@ is the budget for the whole producer):
   is suspended (not encoded, not sent), and so is every layer above it. The minimum is kept
   low on purpose: mediasoup's estimate can only grow to about 1.5x what it receives, so a
   suspended layer must be able to come back on a modest share or it never would.
-- No REMB yet: the budget is ``videoGoogleStartBitrate`` if given, else unlimited.
+- No REMB yet: the budget is ``videoGoogleStartBitrate`` if given, else unlimited. Once the
+  router's first estimate arrived, the start bitrate no longer applies.
 - ``videoGoogleMaxBitrate`` caps the whole budget, ``videoGoogleMinBitrate`` floors it and is
   the lowest layer's minimum.
 Encoders cannot change bitrate without a new encoder (a key frame), so ``LayerRateGate``

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import av
@@ -408,7 +408,13 @@ class VideoPipeline:
                 int(configured) if configured else defaultMaxBitrate(layer.width, layer.height)
             )
             demands.append(LayerDemand(layer.index, layer.maxBitrate))
-        targets = allocate(demands, self._congestion.budget, self._budget)
+        options = self._budget
+        if self._congestion.estimate is not None:
+            # The start bitrate only bridges the time before the router's first estimate;
+            # kept on, it would cap the producer for good (the router's codec parameters
+            # carry x-google-start-bitrate, 1 Mbps in mediasoup-demo).
+            options = replace(options, startBitrate=None)
+        targets = allocate(demands, self._congestion.budget, options)
         for layer in self.layers:
             if layer.index in targets:
                 layer.gate.update(
