@@ -472,11 +472,15 @@ def chart(rows: list[dict[str, Any]], profiles: dict[str, Any], path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    compared = [r for r in rows if r["oursValue"] is not None]
+    # Rows with both clients, as ours/theirs; and ours' simulcast/single ratio (a ratio too).
+    compared = [
+        r
+        for r in rows
+        if r["ratioValue"] is not None or (r["metric"] == "ratio" and r["oursValue"] is not None)
+    ]
     figure, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5))
     labels = [f"{r['scenario']}\n({r['metric']})" for r in compared]
     positions = range(len(compared))
-    # Normalised to pymediasoup = 1 where both exist; ours alone is drawn as its raw value.
     oursBars = [
         r["ratioValue"] if r["ratioValue"] is not None else r["oursValue"] for r in compared
     ]
@@ -488,7 +492,9 @@ def chart(rows: list[dict[str, Any]], profiles: dict[str, Any], path: Path) -> N
         left.text(max(oursBars[p], theirBars[p]) + 0.02, p, text, va="center", fontsize=7)
     left.set_yticks(list(positions), labels, fontsize=7)
     left.invert_yaxis()
-    left.set_xlabel("ours / pymediasoup (lower is better, except Opus producers)")
+    left.set_xlabel(
+        "ours / pymediasoup (lower is better, except Opus producers); simulcast row: ours alone"
+    )
     left.legend(loc="lower right", fontsize=8)
     left.set_title("Ours vs pymediasoup (medians)")
 
