@@ -148,7 +148,8 @@ def videoOptions(
     if maxBitrate:
         options += ["--max-bitrate", str(int(maxBitrate))]
         if startBitrate:
-            # Work around our start-bitrate cap (RESULTS.md): start at the whole demand.
+            # Start at the whole demand, so ours runs at the matched bitrate from the first
+            # second (until dbb7eb2 the start bitrate also capped it for good, RESULTS.md).
             total = maxBitrate * sum(4**-i for i in range(layers))
             options += ["--start-bitrate", str(math.ceil(total / 1000))]
     return options
@@ -394,7 +395,7 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
     add(
         "4 same, without videoGoogleStartBitrate", "CPU s/s", shipped, simulcast["pymediasoup"],
         shipped.get("cpuPerSecond"), None, digits=3, compare=False,
-        note=f"ours {layerRates(shipped)} (start-bitrate cap, RESULTS.md)",
+        note=f"ours {layerRates(shipped)} (no codecOptions; see RESULTS.md)",
     )  # fmt: skip
     oursRatio = ratio(simulcast["ours"].get("cpuPerSecond"), single["ours"].get("cpuPerSecond"))
     add(
@@ -535,7 +536,20 @@ def machine() -> dict[str, Any]:
             return "?"
 
     node = shutil.which("node")
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+
     return {
+        # The package is installed in editable mode: what runs is the work tree, which may
+        # differ from the commit (say so).
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "srcModified": bool(git("status", "--porcelain", "--", "src")),
         "nproc": os.cpu_count(),
         "cpuModel": model,
         "memoryGiB": round(memKb / 1024 / 1024, 1),
