@@ -185,7 +185,7 @@ def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
         "pymediasoup", "video", videoOptions(settings, width=1280, height=720), label="720p"
     )
     top = theirs720.get("bitratePerStream") or 1_500_000
-    hd = {"width": 1280, "height": 720, "maxBitrate": top}
+    hd: dict[str, Any] = {"width": 1280, "height": 720, "maxBitrate": top}
     results["single720"] = {
         "pymediasoup": theirs720,
         "ours": runner.run("ours", "video", videoOptions(settings, **hd), label="720p"),
@@ -197,7 +197,7 @@ def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
         "pymediasoup": runner.run(
             "pymediasoup", "video", videoOptions(settings, layers=3, **hd), label="simulcast"
         ),
-        # As shipped, without the start-bitrate workaround (shows the cap's effect).
+        # Without codecOptions (until dbb7eb2 this showed the start-bitrate cap).
         "oursNoWorkaround": runner.run(
             "ours",
             "video",

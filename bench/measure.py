@@ -92,7 +92,7 @@ class WireCounter:
                     frames[ssrc] += 1
             await original(transport, data)
 
-        RTCDtlsTransport._send_rtp = countingSendRtp  # type: ignore[method-assign]
+        RTCDtlsTransport._send_rtp = countingSendRtp  # type: ignore[method-assign,assignment]
 
 
 @dataclass

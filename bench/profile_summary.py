@@ -169,12 +169,12 @@ def summarise(path: str, threadCpu: dict[str, float] | None = None) -> dict[str,
         },
     }
     if threadCpu:
-        cores: Counter[str] = Counter()
+        cores: dict[str, float] = {}
         for group, counts in perGroup.items():
             total = sum(counts.values())
             for stage, n in counts.items():
-                cores[stage] += threadCpu.get(group, 0.0) * n / total
-        result["coresByStage"] = dict(cores.most_common())
+                cores[stage] = cores.get(stage, 0.0) + threadCpu.get(group, 0.0) * n / total
+        result["coresByStage"] = dict(sorted(cores.items(), key=lambda item: -item[1]))
     return result
 
 
