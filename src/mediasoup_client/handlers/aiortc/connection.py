@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 # silence while we keep sending means it is gone or unreachable.
 SILENCE_BEFORE_DISCONNECTED = 5.0
 LIVENESS_INTERVAL = 1.0
+NOMINATION_POLL_INTERVAL = 0.002
 
 
 def toRTCIceServers(iceServers: list[IceServer] | None) -> list[RTCIceServer]:
@@ -118,6 +119,7 @@ class TransportConnection(AsyncIOEventEmitter):
         self._signalTask: asyncio.Task[None] | None = None
         self._transportTask: asyncio.Task[None] | None = None
         self._monitorTask: asyncio.Task[None] | None = None
+        self._iceStartTask: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._finished = asyncio.Event()  # failed or closed: nothing will connect any more
         self._closed = False
@@ -197,15 +199,16 @@ class TransportConnection(AsyncIOEventEmitter):
                 )
             await self._ice.addRemoteCandidate(None)
             remote = self._remoteIceParameters
-            await self._ice.start(
-                RTCIceParameters(
-                    usernameFragment=remote["usernameFragment"],
-                    password=remote["password"],
-                    iceLite=remote.get("iceLite", True),
+            self._iceStartTask = asyncio.ensure_future(
+                self._ice.start(
+                    RTCIceParameters(
+                        usernameFragment=remote["usernameFragment"],
+                        password=remote["password"],
+                        iceLite=remote.get("iceLite", True),
+                    )
                 )
             )
-            if self._ice.state != "completed":
-                raise ConnectionError(f"ICE {self._ice.state}")
+            await self._waitNominated(self._iceStartTask)
             await self._dtls.start(
                 RTCDtlsParameters(
                     fingerprints=[
@@ -230,6 +233,18 @@ class TransportConnection(AsyncIOEventEmitter):
             return
         self._setConnectionState("connected")
         self._monitorTask = asyncio.ensure_future(self._monitorLiveness())
+
+    async def _waitNominated(self, iceStart: asyncio.Task[None]) -> None:
+        """Return as soon as ICE has nominated a pair. aioice's ``connect()`` (behind
+        ``RTCIceTransport.start()``) paces its checks and returns 20 ms after the nomination,
+        while the router starts DTLS at once: waiting for it would delay the first packet."""
+        while not iceStart.done():
+            if compat.nominatedAddresses(self._ice) is not None:
+                return
+            await asyncio.wait({iceStart}, timeout=NOMINATION_POLL_INTERVAL)
+        iceStart.result()
+        if self._ice.state != "completed":
+            raise ConnectionError(f"ICE {self._ice.state}")
 
     async def _monitorLiveness(self) -> None:
         """'disconnected' when the server went quiet while we kept sending, 'connected' again
@@ -273,7 +288,7 @@ class TransportConnection(AsyncIOEventEmitter):
         if self._closed:
             return
         self._closed = True
-        for task in (self._signalTask, self._transportTask, self._monitorTask):
+        for task in (self._signalTask, self._transportTask, self._monitorTask, self._iceStartTask):
             if task is not None and not task.done():
                 task.cancel()
         self._setConnectionState("closed")
