@@ -1,9 +1,9 @@
 """Audio: one track, one Opus encoder, one RTP stream.
 
 Source frames wait in a short bounded queue (the oldest is dropped if encoding falls behind)
-and are encoded in batches in a worker thread. RTP timestamps count encoded samples; after a
-gap (start, resume, new track) they jump by the wall-clock time that passed and the first
-packet carries the marker bit.
+and are encoded in batches: one or two frames on the event loop, a backlog in a worker thread.
+RTP timestamps count encoded samples; after a gap (start, resume, new track) they jump by the
+wall-clock time that passed and the first packet carries the marker bit.
 
 DTX (``opusDtx`` / ``usedtx`` or the encoding's ``dtx``): libopus as built here has no DTX
 switch, so the sender does it: once the input is silent it sends one packet, then one comfort
@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 DTX_COMFORT_INTERVAL = 0.4  # seconds
 # About one second of 20 ms source frames.
 _QUEUE_FRAMES = 50
+# Batches this small are encoded on the event loop: a 20 ms Opus frame takes ~0.15 ms, less
+# than a hand-off to a worker thread (wake-up, GIL, call_soon_threadsafe) costs a busy process.
+# Larger batches (a backlog) still go to the audio threads.
+INLINE_FRAMES = 2
 
 
 def _encodeJob(
@@ -167,9 +171,12 @@ class AudioPipeline:
             epoch = self._epoch
             gap, self._gap = self._gap, False
             try:
-                encoded = await loop.run_in_executor(
-                    executor, _encodeJob, self._encoder, frames, gap
-                )
+                if len(frames) <= INLINE_FRAMES:
+                    encoded = _encodeJob(self._encoder, frames, gap)
+                else:
+                    encoded = await loop.run_in_executor(
+                        executor, _encodeJob, self._encoder, frames, gap
+                    )
             except Exception:
                 logger.exception("audio encoding failed")
                 self._gap = True
