@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import struct
 
+import av
+import numpy as np
 import pytest
 from aiortc.codecs.h264 import h264_depayload
 from aiortc.codecs.vpx import VpxPayloadDescriptor
@@ -35,6 +37,7 @@ from mediasoup_client.handlers.aiortc.send.rtp_header import (
     ntpTime,
     rtpHeader,
 )
+from mediasoup_client.handlers.aiortc.send.video_pipeline import _privateCopy
 from tests.unit.fake_rtp_port import EXTENSION_IDS, extensionsMap
 
 # Packetizers.
@@ -297,3 +300,24 @@ def test_remb_limits_only_after_falling_below_what_is_sent() -> None:
     # ...until it covers the whole demand again.
     tracker.update(1_400_000, sending=1_200_000, demand=1_300_000)
     assert tracker.budget is None
+
+
+@pytest.mark.parametrize("size", [(640, 480), (161, 121)])
+def test_private_copy_of_a_source_frame(size: tuple[int, int]) -> None:
+    width, height = size
+    pixels = np.random.default_rng(1).integers(0, 255, (height * 3 // 2, width), dtype=np.uint8)
+    if height % 2:
+        # Odd sizes: let PyAV lay out the planes (chroma rounds up).
+        source = av.VideoFrame.from_ndarray(
+            np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8),
+            format="rgb24",
+        ).reformat(format="yuv420p")
+    else:
+        source = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
+    source.pts = 7
+    copy = _privateCopy(source)
+    assert copy is not source and (copy.width, copy.height) == size
+    for mine, theirs in zip(copy.planes, source.planes, strict=True):
+        assert bytes(mine) == bytes(theirs)
+    copy.pts = 99
+    assert source.pts == 7

@@ -62,6 +62,18 @@ def layerSize(sourceWidth: int, sourceHeight: int, scale: float) -> tuple[int, i
     return width, height
 
 
+def _privateCopy(frame: av.VideoFrame) -> av.VideoFrame:
+    """A yuv420p copy of ``frame``, plane by plane (one memcpy each, 2-3x cheaper than a
+    numpy round trip), or through numpy when the planes' line sizes differ."""
+    copy = av.VideoFrame(frame.width, frame.height, "yuv420p")
+    try:
+        for target, source in zip(copy.planes, frame.planes, strict=True):
+            target.update(source)  # type: ignore[arg-type]  # a plane is a buffer too
+    except ValueError:
+        return av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+    return copy
+
+
 def _encodeJob(
     reformatter: VideoReformatter,
     encoder: VideoEncoder,
@@ -83,7 +95,7 @@ def _encodeJob(
     )
     if scaled is frame:
         # The encoder sets pts and picture type on the frame: never on a shared source frame.
-        scaled = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+        scaled = _privateCopy(frame)
     encoded = encoder.encode(
         scaled, pts=pts, keyFrame=keyFrame, bitrate=bitrate, framerate=framerate
     )
