@@ -73,8 +73,10 @@ def _stage(frame: Frame) -> str | None:
         return "test source (drawing frames)"
     if "reformat(" in text or function == "reformat":
         return "scaling / colour conversion (swscale)"
-    if "to_ndarray" in text or "from_ndarray" in text:
-        return "frame copies (numpy)"
+    if "to_ndarray" in text or "from_ndarray" in text or function == "_privateCopy":
+        # Ours copies unscaled frames plane by plane in _privateCopy (30e925a), through numpy
+        # before; the plane copies run in PyAV (no Python frame), so the function decides.
+        return "frame copies"
     if file.endswith("encoders.py") and ("resample" in text or "audioLevel" in text):
         return "audio resampling + level"
     if file.endswith("encoders.py") or "codecs/vpx.py" in file or "codecs/opus.py" in file:
