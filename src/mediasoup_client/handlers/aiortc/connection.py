@@ -250,26 +250,28 @@ class TransportConnection(AsyncIOEventEmitter):
         """'disconnected' when the server went quiet while we kept sending, 'connected' again
         when it answers. ICE consent expiry (aioice, ~30 s) then makes it 'failed'. An idle
         transport that sends nothing is never flagged."""
-        stats = compat.dtlsStats(self._dtls)
-        entry = next(iter(stats.values()))
-        received, sent = entry.packetsReceived, entry.packetsSent
-        quiet_since = time.monotonic()
-        sent_at_quiet = sent
+        received, sentAtQuiet = self._packetCounts()
+        quietSince = time.monotonic()
         while not self._closed and self._dtls.state == "connected":
             await asyncio.sleep(LIVENESS_INTERVAL)
-            entry = next(iter(compat.dtlsStats(self._dtls).values()))
+            nowReceived, nowSent = self._packetCounts()
             now = time.monotonic()
-            if entry.packetsReceived != received:
-                received = entry.packetsReceived
-                quiet_since, sent_at_quiet = now, entry.packetsSent
+            if nowReceived != received:
+                received = nowReceived
+                quietSince, sentAtQuiet = now, nowSent
                 if self._connectionState == "disconnected":
                     self._setConnectionState("connected")
             elif (
-                now - quiet_since > SILENCE_BEFORE_DISCONNECTED
-                and entry.packetsSent > sent_at_quiet
+                now - quietSince > SILENCE_BEFORE_DISCONNECTED
+                and nowSent > sentAtQuiet
                 and self._connectionState == "connected"
             ):
                 self._setConnectionState("disconnected")
+
+    def _packetCounts(self) -> tuple[int, int]:
+        """Packets received and sent on the DTLS transport (media, RTCP and SCTP)."""
+        entry = next(iter(compat.dtlsStats(self._dtls).values()))
+        return entry.packetsReceived, entry.packetsSent
 
     async def restartIce(self, iceParameters: IceParameters) -> None:
         self._remoteIceParameters = iceParameters
