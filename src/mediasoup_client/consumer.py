@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from typing import Protocol
 
-from .background import BackgroundWork
-from .enhanced_events import EnhancedEventEmitter
 from .errors import InvalidStateError
 from .handlers.handler_interface import MediaTrack
-from .types import AppData, MediaKind, RtpParameters, StatsReport
+from .media_endpoint import MediaEndpoint
+from .types import AppData, RtpParameters, StatsReport
 
-logger = logging.getLogger(__name__)
 
-
-class ConsumerChannel(Protocol):
-    """What a Consumer asks of its Transport (which queues it to the handler)."""
+class ConsumerLink(Protocol):
+    """What a Consumer asks of its Transport (which queues it to the engine)."""
 
     async def pauseReceiving(self, localId: str) -> None: ...
 
@@ -27,7 +22,7 @@ class ConsumerChannel(Protocol):
     def consumerClosed(self, consumer: Consumer) -> None: ...
 
 
-class Consumer(EnhancedEventEmitter):
+class Consumer(MediaEndpoint):
     """Events: ``transportclose``, ``trackended``. Observer: ``close pause resume trackended``."""
 
     def __init__(
@@ -39,115 +34,66 @@ class Consumer(EnhancedEventEmitter):
         track: MediaTrack,
         rtpParameters: RtpParameters,
         appData: AppData | None,
-        channel: ConsumerChannel,
+        link: ConsumerLink,
+        streamId: str | None = None,
     ) -> None:
-        super().__init__()
-        self._id = id
-        self._localId = localId
+        super().__init__(
+            id=id,
+            localId=localId,
+            kind="audio" if track.kind == "audio" else "video",
+            track=track,
+            rtpParameters=rtpParameters,
+            appData=appData,
+            stopTracks=True,  # the track is the engine's: it ends with the consumer
+        )
         self._producerId = producerId
-        self._track = track
-        self._kind: MediaKind = "audio" if track.kind == "audio" else "video"
-        self._rtpParameters = rtpParameters
-        self._closed = False
-        self._paused = False
-        self._appData: AppData = appData if appData is not None else {}
-        self._channel = channel
-        self._observer = EnhancedEventEmitter()
-        self._background = BackgroundWork(f"consumer {id}")
-        track.on("ended", self._onTrackEnded)
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def localId(self) -> str:
-        return self._localId
+        self._consumerTrack = track
+        self._link = link
+        self._streamId = streamId or streamIdOf(rtpParameters)
 
     @property
     def producerId(self) -> str:
         return self._producerId
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def kind(self) -> MediaKind:
-        return self._kind
-
-    @property
     def track(self) -> MediaTrack:
-        return self._track
+        return self._consumerTrack
 
     @property
-    def rtpParameters(self) -> RtpParameters:
-        return self._rtpParameters
+    def streamId(self) -> str | None:
+        """The MediaStream this consumer's track belongs to: the ``streamId`` given to
+        ``consume()``, else the producer's (the stream part of ``rtpParameters.msid``), else
+        its RTCP cname, as mediasoup-client groups them (one peer's audio and video play in
+        sync)."""
+        return self._streamId
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
-    @property
-    def appData(self) -> AppData:
-        return self._appData
-
-    @appData.setter
-    def appData(self, appData: AppData) -> None:
-        self._appData = appData
-
-    @property
-    def observer(self) -> EnhancedEventEmitter:
-        return self._observer
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._destroyTrack()
-        self._channel.consumerClosed(self)
-        self._observer.safeEmit("close")
-        self.remove_all_listeners()
-        self._observer.remove_all_listeners()
-
-    def transportClosed(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._destroyTrack()
-        self.safeEmit("transportclose")
-        self._observer.safeEmit("close")
-        self.remove_all_listeners()
-        self._observer.remove_all_listeners()
+    def _onClose(self) -> None:
+        self._link.consumerClosed(self)
 
     async def getStats(self) -> StatsReport:
         if self._closed:
             raise InvalidStateError("closed")
-        return await self._channel.getReceiverStats(self._localId)
+        return await self._link.getReceiverStats(self._localId)
 
     def pause(self) -> None:
         """Stop delivering received media to the track. No-op when closed."""
         if self._closed:
             return
         self._paused = True
-        self._background.spawn(self._channel.pauseReceiving(self._localId), "pause")
+        self._background.spawn(self._link.pauseReceiving(self._localId), "pause")
         self._observer.safeEmit("pause")
 
     def resume(self) -> None:
         if self._closed:
             return
         self._paused = False
-        self._background.spawn(self._channel.resumeReceiving(self._localId), "resume")
+        self._background.spawn(self._link.resumeReceiving(self._localId), "resume")
         self._observer.safeEmit("resume")
 
-    def _onTrackEnded(self) -> None:
-        self.safeEmit("trackended")
-        self._observer.safeEmit("trackended")
 
-    def _destroyTrack(self) -> None:
-        with contextlib.suppress(Exception):  # already removed
-            self._track.remove_listener("ended", self._onTrackEnded)
-        try:
-            self._track.stop()
-        except Exception:
-            logger.debug("stopping consumer track failed", exc_info=True)
+def streamIdOf(rtpParameters: RtpParameters) -> str | None:
+    msid = rtpParameters.get("msid")
+    if isinstance(msid, str) and msid.split():
+        return msid.split()[0]
+    cname = (rtpParameters.get("rtcp") or {}).get("cname")
+    return cname if isinstance(cname, str) and cname else None

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from .enhanced_events import EnhancedEventEmitter
-from .errors import InvalidStateError
 from .handlers.handler_interface import DataChannel
 from .types import AppData, SctpStreamParameters
 
 
-class DataEndpointChannel(Protocol):
+class DataEndpointLink(Protocol):
     """How a data endpoint tells its Transport that it closed."""
 
     def dataEndpointClosed(self, endpoint: DataChannelEndpoint) -> None: ...
@@ -27,14 +26,14 @@ class DataChannelEndpoint(EnhancedEventEmitter):
         dataChannel: DataChannel,
         sctpStreamParameters: SctpStreamParameters,
         appData: AppData | None,
-        channel: DataEndpointChannel,
+        link: DataEndpointLink,
     ) -> None:
         super().__init__()
         self._id = id
         self._dataChannel = dataChannel
         self._sctpStreamParameters = sctpStreamParameters
         self._appData: AppData = appData if appData is not None else {}
-        self._channel = channel
+        self._link = link
         self._closed = False
         self._observer = EnhancedEventEmitter()
         dataChannel.on("open", self._onOpen)
@@ -95,15 +94,6 @@ class DataChannelEndpoint(EnhancedEventEmitter):
     def observer(self) -> EnhancedEventEmitter:
         return self._observer
 
-    def send(self, data: str | bytes) -> None:
-        if self._closed:
-            raise InvalidStateError("closed")
-        if not isinstance(data, str | bytes | bytearray | memoryview):
-            raise TypeError("data must be str or bytes")
-        if self._dataChannel.readyState != "open":
-            raise InvalidStateError(f"data channel is {self._dataChannel.readyState}")
-        self._dataChannel.send(bytes(data) if not isinstance(data, str | bytes) else data)
-
     def close(self) -> None:
         self._finish(event=None)
 
@@ -115,7 +105,7 @@ class DataChannelEndpoint(EnhancedEventEmitter):
             return
         self._closed = True
         self._dataChannel.close()
-        self._channel.dataEndpointClosed(self)
+        self._link.dataEndpointClosed(self)
         if event is not None:
             self.safeEmit(event)
         self._observer.safeEmit("close")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .data_channel_endpoint import DataChannelEndpoint, DataEndpointChannel
+from .data_channel_endpoint import DataChannelEndpoint, DataEndpointLink
 from .handlers.handler_interface import DataChannel
 from .types import AppData, SctpStreamParameters
 
@@ -18,14 +18,14 @@ class DataConsumer(DataChannelEndpoint):
         dataChannel: DataChannel,
         sctpStreamParameters: SctpStreamParameters,
         appData: AppData | None,
-        channel: DataEndpointChannel,
+        link: DataEndpointLink,
     ) -> None:
         super().__init__(
             id=id,
             dataChannel=dataChannel,
             sctpStreamParameters=sctpStreamParameters,
             appData=appData,
-            channel=channel,
+            link=link,
         )
         self._dataProducerId = dataProducerId
 

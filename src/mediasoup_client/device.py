@@ -40,9 +40,7 @@ class Device:
         self._handlerFactory = (
             handlerFactory if handlerFactory is not None else defaultHandlerFactory()
         )
-        probe = self._handlerFactory()
-        self._handlerName = probe.name
-        probe.close()
+        self._handlerName: str | None = getattr(self._handlerFactory, "name", None)
         self._loaded = False
         self._extendedRtpCapabilities: ExtendedRtpCapabilities | None = None
         self._sendRtpCapabilities: RtpCapabilities | None = None
@@ -53,6 +51,12 @@ class Device:
 
     @property
     def handlerName(self) -> str:
+        if not isinstance(self._handlerName, str):
+            # A plain callable factory: ask a handler it makes (never run, so closing it
+            # releases nothing).
+            probe = self._handlerFactory()
+            self._handlerName = probe.name
+            probe.close()
         return self._handlerName
 
     @property

@@ -1,9 +1,12 @@
-"""Event emitters for the user-facing objects (pyee underneath).
+"""Event emitters for the user-facing objects, as mediasoup-client's EnhancedEventEmitter.
 
-Two things differ from a plain pyee emitter, both as mediasoup-client's EnhancedEventEmitter:
-- A listener that raises (or whose coroutine fails) is logged and never disturbs the emitter
-  or the other listeners; ``error`` stays an ordinary event (DataProducer emits real errors
-  with it) instead of pyee's "raise when unhandled" special case.
+Built by composition over pyee (its listener registry: ``on``, ``once``, decorators,
+removal), with our own emission:
+- A listener that raises, or whose coroutine fails, is logged and never disturbs the emitter,
+  the caller of ``emit`` or the other listeners; ``error`` is an ordinary event (DataProducer
+  emits real errors with it), not pyee's "raise when unhandled".
+- Listeners may be plain or ``async``: the tasks of async listeners are held until they finish
+  (pyee's asyncio emitter only keeps weak references) and ``waitForListeners()`` awaits them.
 - ``emitAndWait`` runs the listeners of a signaling event (``connect``, ``produce``,
   ``producedata``) with keyword arguments, awaits them and hands back the answer, so the app's
   async handler can return the server's reply or raise the server's error.
@@ -11,18 +14,27 @@ Two things differ from a plain pyee emitter, both as mediasoup-client's Enhanced
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from pyee.asyncio import AsyncIOEventEmitter
+from pyee.base import EventEmitter
+
+from .background import BackgroundWork
 
 logger = logging.getLogger(__name__)
 
+Listener = TypeVar("Listener", bound=Callable[..., Any])
 
-class EnhancedEventEmitter(AsyncIOEventEmitter):
+
+class _Registry(EventEmitter):
+    """pyee's registry with our emission step: run each listener safely."""
+
+    def __init__(self, owner: EnhancedEventEmitter) -> None:
+        super().__init__()
+        self._owner = owner
+
     def _emit_run(
         self, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
@@ -32,23 +44,62 @@ class EnhancedEventEmitter(AsyncIOEventEmitter):
             logger.exception("event listener %r raised", f)
             return
         if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            task.add_done_callback(_log_listener_failure)
+            self._owner._listenerTasks.spawn(result, f"event listener {f!r}")
 
     def _emit_handle_potential_error(self, event: str, error: Any) -> None:
         # An "error" event nobody listens to is not a crash of the emitter.
         return None
 
-    def safeEmit(self, event: str, *args: Any, **kwargs: Any) -> bool:
-        """Emit ``event``; never raises. True when it had listeners."""
+
+class EnhancedEventEmitter:
+    def __init__(self) -> None:
+        self._listenerTasks = BackgroundWork(type(self).__name__)
+        self._registry = _Registry(self)
+
+    # Listening (pyee's semantics, decorator form included: ``@emitter.on("event")``).
+
+    def on(self, event: str, f: Listener | None = None) -> Any:
+        if f is None:
+            return self._registry.on(event)
+        return self._registry.on(event, f)
+
+    def once(self, event: str, f: Listener | None = None) -> Any:
+        if f is None:
+            return self._registry.once(event)
+        return self._registry.once(event, f)
+
+    add_listener = on
+
+    def remove_listener(self, event: str, f: Callable[..., Any]) -> None:
+        """Remove ``f``; nothing happens when it is not listening."""
+        if f in self._registry.listeners(event):
+            self._registry.remove_listener(event, f)
+
+    off = remove_listener
+
+    def remove_all_listeners(self, event: str | None = None) -> None:
+        self._registry.remove_all_listeners(event)
+
+    def listeners(self, event: str) -> list[Callable[..., Any]]:
+        return self._registry.listeners(event)
+
+    def listenerCount(self, event: str) -> int:
+        return len(self._registry.listeners(event))
+
+    def event_names(self) -> set[str]:
+        return self._registry.event_names()
+
+    # Emitting.
+
+    def emit(self, event: str, *args: Any, **kwargs: Any) -> bool:
+        """Call every listener of ``event``; never raises. True when it had listeners."""
         try:
-            return bool(self.emit(event, *args, **kwargs))
+            return bool(self._registry.emit(event, *args, **kwargs))
         except Exception:
             logger.exception("emitting %r failed", event)
             return False
 
-    def listenerCount(self, event: str) -> int:
-        return len(self.listeners(event))
+    safeEmit = emit
 
     async def emitAndWait(self, event: str, **kwargs: Any) -> Any:
         """Call every listener of ``event`` in order, awaiting each; return the first answer
@@ -62,7 +113,6 @@ class EnhancedEventEmitter(AsyncIOEventEmitter):
                 answer = result
         return answer
 
-
-def _log_listener_failure(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("async event listener failed", exc_info=task.exception())
+    async def waitForListeners(self) -> None:
+        """Wait for the async listeners started so far (and those they start)."""
+        await self._listenerTasks.drain()

@@ -133,6 +133,9 @@ def validateAndNormalizeRtpParameters(params: Any) -> None:
     mid = params.get("mid")
     if _truthy(mid) and not isinstance(mid, str):
         raise TypeError("params.mid is not a string")
+    msid = params.get("msid")
+    if _truthy(msid) and not isinstance(msid, str):
+        raise TypeError("params.msid is not a string")
     if not isinstance(params.get("codecs"), list):
         raise TypeError("missing params.codecs")
     for codec in params["codecs"]:

@@ -3,8 +3,10 @@
 Every handler builds its producers' parameters here so the fake and the real engine signal
 exactly the same shape: the router's payload types, the negotiated header extensions, a mid,
 one encoding per requested layer with its own SSRC (and RTX SSRC when RTX was negotiated),
-``rid`` r0..rN for simulcast (index 0 the lowest layer), the RTCP cname, and the producer's
-``codecOptions`` written into the codec parameters that describe what the encoder emits.
+``rid`` r0..rN for simulcast (index 0 the lowest layer), the RTCP cname, the ``msid``
+("<streamId> <trackId>") receivers use to play one peer's audio and video in sync, and the
+producer's ``codecOptions`` written into the codec parameters that describe what the encoder
+emits.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def buildSendRtpParameters(
     codecOptions: ProducerCodecOptions | None,
     mid: str,
     cname: str,
+    msid: str | None = None,
     generateSsrc: Callable[[], int],
 ) -> RtpParameters:
     """The complete producer parameters for ``encodings`` (already normalised, index 0 lowest).
@@ -135,6 +138,8 @@ def buildSendRtpParameters(
     parameters["mid"] = mid
     parameters["encodings"] = sent_encodings
     parameters["rtcp"] = {"cname": cname, "reducedSize": True, "mux": True}
+    if msid is not None:
+        parameters["msid"] = msid
     return parameters
 
 

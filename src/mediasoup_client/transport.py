@@ -92,8 +92,10 @@ class Transport(EnhancedEventEmitter):
         self._background = BackgroundWork(f"transport {id}")
         self._observer = EnhancedEventEmitter()
         self._handler = handlerFactory()
+        self._link = _EndpointLink(self)
         self._handler.on("@connectionstatechange", self._onConnectionStateChange)
         self._handler.on("@icegatheringstatechange", self._onIceGatheringStateChange)
+        self._handler.on("@trackended", self._onEngineTrackEnded)
         self._handler.run(
             HandlerRunOptions(
                 direction=direction,
@@ -174,6 +176,11 @@ class Transport(EnhancedEventEmitter):
         self.remove_all_listeners()
         self._observer.remove_all_listeners()
 
+    async def waitClosed(self) -> None:
+        """After ``close()``: return once the engine has released the network (sockets,
+        tasks). Applications that exit right after closing can await it."""
+        await self._handler.waitClosed()
+
     async def getStats(self) -> StatsReport:
         if self._closed:
             raise InvalidStateError("closed")
@@ -207,13 +214,20 @@ class Transport(EnhancedEventEmitter):
         encodings: list[RtpEncodingParameters] | None = None,
         codecOptions: ProducerCodecOptions | None = None,
         codec: RtpCodecCapability | None = None,
+        streamId: str | None = None,
         stopTracks: bool = True,
         disableTrackOnPause: bool = True,
         zeroRtpOnPause: bool = False,
         appData: AppData | None = None,
     ) -> Producer:
         """Send ``track`` to the router. ``encodings`` with several entries means simulcast,
-        index 0 the lowest layer."""
+        index 0 the lowest layer. ``rtpParameters.msid`` is "<streamId> <track.id>";
+        producers of one transport share a stream id unless ``streamId`` is given.
+
+        While paused (as in mediasoup-client): with ``zeroRtpOnPause`` no RTP is sent; else
+        with ``disableTrackOnPause`` (default) the track counts as disabled, and the wire
+        carries black video and silent audio, as a browser's disabled track does; with
+        neither, media keeps flowing."""
         if self._closed:
             raise InvalidStateError("closed")
         if track is None:
@@ -229,6 +243,8 @@ class Transport(EnhancedEventEmitter):
             raise TypeError('no "produce" listener set into this transport')
         if appData is not None and not isinstance(appData, dict):
             raise TypeError("if given, appData must be a dict")
+        if streamId is not None and (not isinstance(streamId, str) or not streamId.strip()):
+            raise TypeError("if given, streamId must be a non-empty str")
         sending_track = track
 
         async def command() -> Producer:
@@ -240,6 +256,8 @@ class Transport(EnhancedEventEmitter):
                     encodings=normalizeEncodings(encodings),
                     codecOptions=codecOptions,
                     codec=codec,
+                    streamId=streamId,
+                    disableTrackOnPause=disableTrackOnPause,
                     zeroRtpOnPause=zeroRtpOnPause,
                 )
             )
@@ -260,7 +278,7 @@ class Transport(EnhancedEventEmitter):
                     disableTrackOnPause=disableTrackOnPause,
                     zeroRtpOnPause=zeroRtpOnPause,
                     appData=appData,
-                    channel=self,
+                    link=self._link,
                 )
             except BaseException:
                 await self._stopSendingQuietly(result.localId)
@@ -313,15 +331,13 @@ class Transport(EnhancedEventEmitter):
         consumer_id, producer_id, media_kind = id, producerId, kind
 
         async def command() -> Consumer:
-            [result] = await self._handler.receive(
-                [
-                    HandlerReceiveOptions(
-                        trackId=consumer_id,
-                        kind="audio" if media_kind == "audio" else "video",
-                        rtpParameters=parameters,
-                        streamId=streamId,
-                    )
-                ]
+            result = await self._handler.receive(
+                HandlerReceiveOptions(
+                    trackId=consumer_id,
+                    kind="audio" if media_kind == "audio" else "video",
+                    rtpParameters=parameters,
+                    streamId=streamId,
+                )
             )
             consumer = Consumer(
                 id=consumer_id,
@@ -330,7 +346,8 @@ class Transport(EnhancedEventEmitter):
                 track=result.track,
                 rtpParameters=parameters,
                 appData=appData,
-                channel=self,
+                link=self._link,
+                streamId=streamId,
             )
             self._consumers[consumer.id] = consumer
             self._observer.safeEmit("newconsumer", consumer)
@@ -390,7 +407,7 @@ class Transport(EnhancedEventEmitter):
                     dataChannel=result.dataChannel,
                     sctpStreamParameters=result.sctpStreamParameters,
                     appData=appData,
-                    channel=self,
+                    link=self._link,
                 )
             except BaseException:
                 result.dataChannel.close()
@@ -442,65 +459,13 @@ class Transport(EnhancedEventEmitter):
                 dataChannel=result.dataChannel,
                 sctpStreamParameters=parameters,
                 appData=appData,
-                channel=self,
+                link=self._link,
             )
             self._dataConsumers[dataConsumer.id] = dataConsumer
             self._observer.safeEmit("newdataconsumer", dataConsumer)
             return dataConsumer
 
         return await self._queue.push(command)
-
-    # ProducerChannel / ConsumerChannel / DataEndpointChannel: what endpoints ask of us.
-    async def stopSending(self, localId: str) -> None:
-        await self._queue.push(lambda: self._handler.stopSending(localId))
-
-    async def pauseSending(self, localId: str) -> None:
-        await self._queue.push(lambda: self._handler.pauseSending(localId))
-
-    async def resumeSending(self, localId: str) -> None:
-        await self._queue.push(lambda: self._handler.resumeSending(localId))
-
-    async def replaceTrack(self, localId: str, track: MediaTrack | None) -> None:
-        await self._queue.push(lambda: self._handler.replaceTrack(localId, track))
-
-    async def setMaxSpatialLayer(self, localId: str, spatialLayer: int) -> None:
-        await self._queue.push(lambda: self._handler.setMaxSpatialLayer(localId, spatialLayer))
-
-    async def setRtpEncodingParameters(self, localId: str, params: dict[str, Any]) -> None:
-        await self._queue.push(lambda: self._handler.setRtpEncodingParameters(localId, params))
-
-    async def getSenderStats(self, localId: str) -> StatsReport:
-        if self._closed:
-            raise InvalidStateError("closed")
-        return await self._handler.getSenderStats(localId)
-
-    async def pauseReceiving(self, localId: str) -> None:
-        await self._queue.push(lambda: self._handler.pauseReceiving([localId]))
-
-    async def resumeReceiving(self, localId: str) -> None:
-        await self._queue.push(lambda: self._handler.resumeReceiving([localId]))
-
-    async def getReceiverStats(self, localId: str) -> StatsReport:
-        if self._closed:
-            raise InvalidStateError("closed")
-        return await self._handler.getReceiverStats(localId)
-
-    def producerClosed(self, producer: Producer) -> None:
-        self._producers.pop(producer.id, None)
-        if not self._closed:
-            self._background.spawn(self.stopSending(producer.localId), "stopSending")
-
-    def consumerClosed(self, consumer: Consumer) -> None:
-        self._consumers.pop(consumer.id, None)
-        if not self._closed:
-            localId = consumer.localId
-            self._background.spawn(
-                self._queue.push(lambda: self._handler.stopReceiving([localId])), "stopReceiving"
-            )
-
-    def dataEndpointClosed(self, endpoint: DataChannelEndpoint) -> None:
-        self._dataProducers.pop(endpoint.id, None)
-        self._dataConsumers.pop(endpoint.id, None)
 
     # Internals.
     def _checkConnectListener(self) -> None:
@@ -524,11 +489,86 @@ class Transport(EnhancedEventEmitter):
         self._connectionState = state
         self.safeEmit("connectionstatechange", state)
 
+    def _onEngineTrackEnded(self, localId: str) -> None:
+        for producer in self._producers.values():
+            if producer.localId == localId:
+                producer.trackEnded()
+
     def _onIceGatheringStateChange(self, state: IceGatheringState) -> None:
         if state == self._iceGatheringState or self._closed:
             return
         self._iceGatheringState = state
         self.safeEmit("icegatheringstatechange", state)
+
+
+class _EndpointLink:
+    """What a transport's producers, consumers and data endpoints ask of it (the Producer-,
+    Consumer- and DataEndpointLink protocols): engine work queued behind the transport's
+    other commands, and their close. Kept off the Transport's own API."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def _push(self, command: Any) -> Any:
+        return self._transport._queue.push(command)
+
+    @property
+    def _handler(self) -> Any:
+        return self._transport._handler
+
+    async def stopSending(self, localId: str) -> None:
+        await self._push(lambda: self._handler.stopSending(localId))
+
+    async def pauseSending(self, localId: str) -> None:
+        await self._push(lambda: self._handler.pauseSending(localId))
+
+    async def resumeSending(self, localId: str) -> None:
+        await self._push(lambda: self._handler.resumeSending(localId))
+
+    async def replaceTrack(self, localId: str, track: MediaTrack | None) -> None:
+        await self._push(lambda: self._handler.replaceTrack(localId, track))
+
+    async def setMaxSpatialLayer(self, localId: str, spatialLayer: int) -> None:
+        await self._push(lambda: self._handler.setMaxSpatialLayer(localId, spatialLayer))
+
+    async def setRtpEncodingParameters(self, localId: str, params: dict[str, Any]) -> None:
+        await self._push(lambda: self._handler.setRtpEncodingParameters(localId, params))
+
+    async def getSenderStats(self, localId: str) -> StatsReport:
+        if self._transport.closed:
+            raise InvalidStateError("closed")
+        return await self._handler.getSenderStats(localId)  # type: ignore[no-any-return]
+
+    async def pauseReceiving(self, localId: str) -> None:
+        await self._push(lambda: self._handler.pauseReceiving(localId))
+
+    async def resumeReceiving(self, localId: str) -> None:
+        await self._push(lambda: self._handler.resumeReceiving(localId))
+
+    async def getReceiverStats(self, localId: str) -> StatsReport:
+        if self._transport.closed:
+            raise InvalidStateError("closed")
+        return await self._handler.getReceiverStats(localId)  # type: ignore[no-any-return]
+
+    def producerClosed(self, producer: Producer) -> None:
+        transport = self._transport
+        transport._producers.pop(producer.id, None)
+        if not transport.closed:
+            localId = producer.localId
+            transport._background.spawn(self.stopSending(localId), "stopSending")
+
+    def consumerClosed(self, consumer: Consumer) -> None:
+        transport = self._transport
+        transport._consumers.pop(consumer.id, None)
+        if not transport.closed:
+            localId = consumer.localId
+            transport._background.spawn(
+                self._push(lambda: self._handler.stopReceiving(localId)), "stopReceiving"
+            )
+
+    def dataEndpointClosed(self, endpoint: DataChannelEndpoint) -> None:
+        self._transport._dataProducers.pop(endpoint.id, None)
+        self._transport._dataConsumers.pop(endpoint.id, None)
 
 
 def _answerId(answer: Any, event: str) -> str:

@@ -122,12 +122,12 @@ async def test_simulcast_layers_decode_at_their_resolution(
     assert "jitter" in inbound
 
 
-async def test_video_comes_back_within_a_second_of_resume(
+async def test_video_comes_back_within_a_second_of_a_zero_rtp_resume(
     peers: tuple[RoomClient, RoomClient],
 ) -> None:
     publisher, subscriber = peers
     source = PatternVideoTrack(320, 240, 30)
-    producer = await publisher.produce(source)
+    producer = await publisher.produce(source, zeroRtpOnPause=True)
     consumer = await consumerOf(subscriber, producer.id)
     await freshVideoFrame(consumer)
     producer.pause()
@@ -143,6 +143,30 @@ async def test_video_comes_back_within_a_second_of_resume(
     assert time.monotonic() - resumed < 1.0
     # What follows is the live source, not frames from before the pause (the first key frame
     # after resume is coarse, so the barcode is read from the frames after it).
+    numbers = [readFrameNumber(await nextVideoFrame(consumer)) for _ in range(10)]
+    assert max(numbers) >= paused_at, (numbers, paused_at)
+
+
+async def test_a_paused_producer_shows_black_then_the_live_source_at_once(
+    peers: tuple[RoomClient, RoomClient],
+) -> None:
+    # The default pause (disableTrackOnPause): the consumer keeps decoding, black frames.
+    publisher, subscriber = peers
+    source = PatternVideoTrack(320, 240, 30)
+    producer = await publisher.produce(source)
+    consumer = await consumerOf(subscriber, producer.id)
+    await freshVideoFrame(consumer)
+    producer.pause()
+    frame = await freshVideoFrame(consumer, settle=1.5)
+    assert frame.to_ndarray(format="gray").max() <= 20
+    paused_at = source.framesGenerated
+    resumed = time.monotonic()
+    producer.resume()
+    while True:
+        frame = await nextVideoFrame(consumer, timeout=1.0)
+        if frame.to_ndarray(format="gray").std() > 20:
+            break
+    assert time.monotonic() - resumed < 1.0
     numbers = [readFrameNumber(await nextVideoFrame(consumer)) for _ in range(10)]
     assert max(numbers) >= paused_at, (numbers, paused_at)
 

@@ -114,9 +114,9 @@ async def test_set_max_spatial_layer_stops_and_restores_upper_layers(client: Roo
     await waitFor(upperBack, 3, "layers 1 and 2 to come back")
 
 
-async def test_pause_stops_rtp_and_resume_restarts_it(client: RoomClient) -> None:
-    video = await client.produce(PatternVideoTrack(320, 240, 30))
-    audio = await client.produce(ToneAudioTrack())
+async def test_zero_rtp_pause_stops_rtp_and_resume_restarts_it(client: RoomClient) -> None:
+    video = await client.produce(PatternVideoTrack(320, 240, 30), zeroRtpOnPause=True)
+    audio = await client.produce(ToneAudioTrack(), zeroRtpOnPause=True)
 
     async def flowing() -> bool:
         counts = [await packetCounts(client, p) for p in (video, audio)]
@@ -137,6 +137,31 @@ async def test_pause_stops_rtp_and_resume_restarts_it(client: RoomClient) -> Non
         return all(sum(n.values()) > sum(p.values()) for n, p in zip(now, paused, strict=True))
 
     await waitFor(back, 2, "media after resume")
+
+
+async def test_default_pause_keeps_the_streams_alive_at_a_few_kbps(client: RoomClient) -> None:
+    # mediasoup-client's default: the paused track counts as disabled (black video, silent
+    # audio), so the router keeps receiving, keeps its scores, and resuming is instant.
+    video = await client.produce(PatternVideoTrack(320, 240, 30))
+    audio = await client.produce(ToneAudioTrack())
+
+    async def flowing() -> bool:
+        counts = [await packetCounts(client, p) for p in (video, audio)]
+        return all(c and all(v > 0 for v in c.values()) for c in counts)
+
+    await waitFor(flowing, 10, "media to flow")
+    playing = await measure(client, video, 2)
+    video.pause()
+    audio.pause()
+    await asyncio.sleep(1)
+    paused_video = await measure(client, video, 2)
+    paused_audio = await measure(client, audio, 2)
+    [(key, rates)] = paused_video.items()
+    assert rates["packetRate"] > 20, paused_video  # still at the source's frame rate
+    assert rates["bitrate"] < playing[key]["bitrate"] / 5, (playing, paused_video)
+    assert rates["score"] >= 9
+    [audio_rates] = paused_audio.values()
+    assert audio_rates["packetRate"] > 40 and audio_rates["score"] >= 9
 
 
 async def test_replace_track_needs_no_signaling_and_none_stops_rtp(

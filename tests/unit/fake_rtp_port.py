@@ -1,7 +1,8 @@
 """An in-memory RtpPort for send-path tests: records what is sent, injects RTCP.
 
-Also builds producer ``rtpParameters`` the way the handler would (router payload types and
-header extension ids, SSRCs, rids, cname) so tests can make a ProducerSender directly.
+Also builds producer ``rtpParameters`` with the library's own ``buildSendRtpParameters``, with
+header-extension ids deliberately not the send path's preferred ones (and the router's payload
+types), so tests prove the sender writes what was signalled.
 """
 
 from __future__ import annotations
@@ -23,17 +24,22 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
+    is_rtcp,
 )
 
-from mediasoup_client.handlers.aiortc.send.capabilities import (
+from mediasoup_client import ortc
+from mediasoup_client.handlers.aiortc.send import getSendRtpCapabilities
+from mediasoup_client.rtp_extensions import (
     URI_ABS_SEND_TIME,
     URI_AUDIO_LEVEL,
     URI_MID,
     URI_RID,
     URI_RRID,
 )
+from mediasoup_client.send_parameters import buildSendRtpParameters, normalizeEncodings
+from tests.fixtures.router_capabilities import routerRtpCapabilities
 
-# Router-side ids, deliberately not the send path's preferred ones.
+# Deliberately not the send path's preferred ids.
 EXTENSION_IDS = {
     URI_MID: 1,
     URI_RID: 10,
@@ -90,16 +96,20 @@ class FakeRtpPort:
         if self._closed:
             raise ConnectionError("closed")
 
-    async def sendRtp(self, packet: bytes) -> None:
+    def send(self, packet: bytes) -> None:
         if not self._connected:
             raise ConnectionError("not connected")
-        parsed = RtpPacket.parse(packet, _EXTENSIONS_MAP)
-        self.rtp.append(SentRtp(time.monotonic(), packet, parsed))
+        if is_rtcp(packet):
+            self.rtcp.append(packet)
+        else:
+            parsed = RtpPacket.parse(packet, _EXTENSIONS_MAP)
+            self.rtp.append(SentRtp(time.monotonic(), packet, parsed))
+
+    async def sendRtp(self, packet: bytes) -> None:
+        self.send(packet)
 
     async def sendRtcp(self, packet: bytes) -> None:
-        if not self._connected:
-            raise ConnectionError("not connected")
-        self.rtcp.append(packet)
+        self.send(packet)
 
     def listenRtcp(
         self, ssrcs: Sequence[int], listener: Callable[[Any], Any]
@@ -128,7 +138,7 @@ class FakeRtpPort:
     def listenerCount(self) -> int:
         return len(self._listeners)
 
-    async def inject(self, packet: Any) -> None:
+    def inject(self, packet: Any) -> None:
         """Deliver RTCP (bytes or aiortc packet objects) as the transport would: by reportee
         SSRC for reports, media SSRC for feedback, listed SSRCs for REMB."""
         data = packet if isinstance(packet, bytes) else bytes(packet)
@@ -137,8 +147,7 @@ class FakeRtpPort:
             for ssrcs, listener in list(self._listeners):
                 if ssrcs & targets:
                     result = listener(parsed)
-                    if inspect.isawaitable(result):
-                        await result
+                    assert not inspect.isawaitable(result), "RTCP listeners are synchronous"
 
     # Queries.
 
@@ -185,18 +194,47 @@ def _routingSsrcs(packet: Any) -> set[int]:
     return set()
 
 
-VIDEO_CODECS: dict[str, dict[str, Any]] = {
-    "video/VP8": {"payloadType": 101, "parameters": {}},
-    "video/VP9": {"payloadType": 103, "parameters": {"profile-id": 0}},
-    "video/H264": {
-        "payloadType": 107,
-        "parameters": {
-            "level-asymmetry-allowed": 1,
-            "packetization-mode": 1,
-            "profile-level-id": "42e01f",
-        },
-    },
-}
+def _extended(rtx: bool) -> Any:
+    local = getSendRtpCapabilities()
+    if not rtx:
+        local["codecs"] = [c for c in local["codecs"] if c["mimeType"].lower() != "video/rtx"]
+    for ext in local["headerExtensions"]:
+        ext["preferredId"] = EXTENSION_IDS.get(ext["uri"], ext["preferredId"])
+    ortc.validateAndNormalizeRtpCapabilities(local)
+    remote = routerRtpCapabilities()
+    ortc.validateAndNormalizeRtpCapabilities(remote)
+    return ortc.getExtendedRtpCapabilities(local, remote)
+
+
+def _codecCapability(extended: Any, mimeType: str) -> Any:
+    for codec in ortc.getSendRtpCapabilities(extended)["codecs"]:
+        if codec["mimeType"].lower() == mimeType.lower():
+            return codec
+    raise AssertionError(f"the test router has no {mimeType}")
+
+
+def _parameters(
+    kind: str,
+    mimeType: str,
+    encodings: list[dict[str, Any]] | None,
+    *,
+    rtx: bool = True,
+    codecOptions: dict[str, Any] | None = None,
+    mid: str = "0",
+) -> dict[str, Any]:
+    extended = _extended(rtx)
+    params: Any = buildSendRtpParameters(
+        kind=kind,  # type: ignore[arg-type]
+        extendedRtpCapabilities=extended,
+        encodings=normalizeEncodings(encodings),  # type: ignore[arg-type]
+        codec=_codecCapability(extended, mimeType),
+        codecOptions=codecOptions,  # type: ignore[arg-type]
+        mid=mid,
+        cname="test-cname",
+        msid="test-stream test-track",
+        generateSsrc=lambda: next(_ssrcs),
+    )
+    return params  # type: ignore[no-any-return]
 
 
 def videoRtpParameters(
@@ -204,87 +242,22 @@ def videoRtpParameters(
     mimeType: str = "video/VP8",
     encodings: list[dict[str, Any]] | None = None,
     rtx: bool = True,
-    codecParameters: dict[str, Any] | None = None,
+    codecOptions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Producer parameters as the handler would hand them to the server."""
-    spec = VIDEO_CODECS[mimeType]
-    pt = spec["payloadType"]
-    codecs: list[dict[str, Any]] = [
-        {
-            "mimeType": mimeType,
-            "payloadType": pt,
-            "clockRate": 90000,
-            "parameters": {**spec["parameters"], **(codecParameters or {})},
-            "rtcpFeedback": [
-                {"type": "goog-remb", "parameter": ""},
-                {"type": "ccm", "parameter": "fir"},
-                {"type": "nack", "parameter": ""},
-                {"type": "nack", "parameter": "pli"},
-            ],
-        }
-    ]
-    if rtx:
-        codecs.append(
-            {
-                "mimeType": "video/rtx",
-                "payloadType": pt + 1,
-                "clockRate": 90000,
-                "parameters": {"apt": pt},
-                "rtcpFeedback": [],
-            }
-        )
-    wanted = encodings or [{}]
-    sent: list[dict[str, Any]] = []
-    for index, encoding in enumerate(wanted):
-        entry = {"active": True, **encoding, "ssrc": next(_ssrcs)}
-        if rtx:
-            entry["rtx"] = {"ssrc": next(_ssrcs)}
-        if len(wanted) > 1:
-            entry["rid"] = f"r{index}"
-        sent.append(entry)
-    return {
-        "mid": "0",
-        "codecs": codecs,
-        "headerExtensions": [
-            {"uri": uri, "id": EXTENSION_IDS[uri], "encrypt": False, "parameters": {}}
-            for uri in (URI_MID, URI_RID, URI_RRID, URI_ABS_SEND_TIME)
-        ],
-        "encodings": sent,
-        "rtcp": {"cname": "test-cname", "reducedSize": True, "mux": True},
-    }
+    """Producer parameters as the handler would hand them to the server (router payload
+    types: VP8 101, its RTX 102)."""
+    return _parameters("video", mimeType, encodings, rtx=rtx, codecOptions=codecOptions)
 
 
 def audioRtpParameters(
-    *, parameters: dict[str, Any] | None = None, encoding: dict[str, Any] | None = None
+    *,
+    codecOptions: dict[str, Any] | None = None,
+    encoding: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "mid": "1",
-        "codecs": [
-            {
-                "mimeType": "audio/opus",
-                "payloadType": 100,
-                "clockRate": 48000,
-                "channels": 2,
-                "parameters": dict(parameters or {}),
-                "rtcpFeedback": [],
-            }
-        ],
-        "headerExtensions": [
-            {"uri": uri, "id": EXTENSION_IDS[uri], "encrypt": False, "parameters": {}}
-            for uri in (URI_MID, URI_ABS_SEND_TIME, URI_AUDIO_LEVEL)
-        ],
-        "encodings": [{"active": True, **(encoding or {}), "ssrc": next(_ssrcs)}],
-        "rtcp": {"cname": "test-cname", "reducedSize": True, "mux": True},
-    }
-
-
-async def waitFor(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` every 10 ms until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+    """Opus producer parameters (router payload type 100)."""
+    return _parameters(
+        "audio", "audio/opus", [encoding] if encoding else None, codecOptions=codecOptions, mid="1"
+    )
 
 
 def vp8IsKeyFrame(payload: bytes) -> bool:

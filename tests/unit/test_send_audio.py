@@ -1,75 +1,74 @@
-"""The Opus send path on an in-memory port: codecOptions change what the encoder emits."""
+"""The Opus send path on a fake clock and an in-memory port: codecOptions change what the
+encoder emits; pause, DTX and track changes show on the wire."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiortc.rtp import RtcpRtpfbPacket, RtpPacket
 
-from mediasoup_client.handlers.aiortc.send import ProducerSender
-from mediasoup_client.handlers.aiortc.send.producer_sender import opusSettings
+from mediasoup_client.handlers.aiortc.send.config import opusSettings
+from mediasoup_client.handlers.aiortc.send.producer_sender import PauseMode
 from mediasoup_client.media.test_sources import ToneAudioTrack
-from tests.unit.fake_rtp_port import FakeRtpPort, audioRtpParameters, waitFor
+from tests.unit.fake_rtp_port import audioRtpParameters
+from tests.unit.send_harness import SendHarness
 
-SPEED = 4.0
 
-
-class Harness:
-    def __init__(self, *, codecOptions: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self.port = FakeRtpPort()
-        self.params = audioRtpParameters(
-            parameters=kwargs.pop("parameters", None), encoding=kwargs.pop("encoding", None)
-        )
-        self.track = ToneAudioTrack(
-            440, 48000, kwargs.pop("channels", 1), silent=kwargs.pop("silent", False), speed=SPEED
-        )
-        self.sender = ProducerSender(
-            port=self.port,
-            track=self.track,
-            rtpParameters=self.params,  # type: ignore[arg-type]
-            codecOptions=codecOptions,  # type: ignore[arg-type]
-        )
-
-    def packets(self) -> list[RtpPacket]:
+class AudioHarness(SendHarness):
+    def packets(self, layer: int = 0) -> list[RtpPacket]:
         return self.port.packets()
 
-    async def waitPackets(self, count: int) -> None:
-        await waitFor(lambda: len(self.packets()) >= count, timeout=10)
+    def feedPackets(self, count: int) -> None:
+        self.feed(10, until=lambda: len(self.packets()) >= count)
 
-    async def waitMediaSeconds(self, seconds: float) -> None:
+    def feedMediaSeconds(self, seconds: float) -> None:
         def enough() -> bool:
             packets = self.packets()
-            return len(packets) >= 2 and self.span(packets) >= seconds
+            return len(packets) >= 2 and span(packets) >= seconds
 
-        await waitFor(enough, timeout=10)
-
-    @staticmethod
-    def span(packets: list[RtpPacket]) -> float:
-        return ((packets[-1].timestamp - packets[0].timestamp) & 0xFFFFFFFF) / 48000
+        self.feed(seconds * 2 + 1, until=enough)
 
 
 @pytest.fixture
-async def harnesses() -> AsyncIterator[list[Harness]]:
-    made: list[Harness] = []
+async def harnesses() -> Any:
+    made: list[AudioHarness] = []
     yield made
     for harness in made:
-        await harness.sender.stop()
+        await harness.producer.stop()
         harness.track.stop()
 
 
 @pytest.fixture
-def make(harnesses: list[Harness]) -> Any:
-    def factory(**kwargs: Any) -> Harness:
-        harness = Harness(**kwargs)
+def make(harnesses: list[AudioHarness]) -> Any:
+    def factory(
+        *,
+        codecOptions: dict[str, Any] | None = None,
+        signalled: dict[str, Any] | None = None,
+        encoding: dict[str, Any] | None = None,
+        channels: int = 1,
+        silent: bool = False,
+        pauseMode: PauseMode = PauseMode.ZERO_RTP,
+    ) -> AudioHarness:
+        # ``signalled``: codec options written into the codec parameters only, so the sender
+        # must read them from there.
+        params = audioRtpParameters(codecOptions=signalled or codecOptions, encoding=encoding)
+        track = ToneAudioTrack(440, 48000, channels, silent=silent, paced=False)
+        harness = AudioHarness(
+            params,
+            track,
+            codecOptions=None if signalled else codecOptions,
+            pauseMode=pauseMode,
+        )
         harnesses.append(harness)
-        harness.sender.start()
         return harness
 
     return factory
+
+
+def span(packets: list[RtpPacket]) -> float:
+    return ((packets[-1].timestamp - packets[0].timestamp) & 0xFFFFFFFF) / 48000
 
 
 def steps(packets: list[RtpPacket]) -> set[int]:
@@ -78,12 +77,12 @@ def steps(packets: list[RtpPacket]) -> set[int]:
 
 def packetRate(packets: list[RtpPacket]) -> float:
     """Packets per second of media time."""
-    return (len(packets) - 1) / Harness.span(packets)
+    return (len(packets) - 1) / span(packets)
 
 
-async def test_default_is_20ms_mono_with_audio_level_and_mid(make: Any):
+def test_default_is_20ms_mono_with_audio_level_and_mid(make: Any):
     h = make()
-    await h.waitMediaSeconds(2)
+    h.feedMediaSeconds(2)
     packets = h.packets()
     assert steps(packets) == {960}
     assert packetRate(packets) == pytest.approx(50, rel=0.05)
@@ -95,30 +94,30 @@ async def test_default_is_20ms_mono_with_audio_level_and_mid(make: Any):
     assert all((p.payload[0] >> 2) & 1 == 0 for p in packets)  # TOC: mono
 
 
-async def test_ptime_40_sends_25_packets_per_second(make: Any):
+def test_ptime_40_sends_25_packets_per_second(make: Any):
     h = make(codecOptions={"opusPtime": 40})
-    await h.waitMediaSeconds(2)
+    h.feedMediaSeconds(2)
     packets = h.packets()
     assert steps(packets) == {1920}
     assert packetRate(packets) == pytest.approx(25, rel=0.05)
 
 
-async def test_ptime_from_codec_parameters(make: Any):
-    h = make(parameters={"ptime": 60})
-    await h.waitMediaSeconds(1)
+def test_ptime_from_codec_parameters(make: Any):
+    h = make(signalled={"opusPtime": 60})
+    h.feedMediaSeconds(1)
     assert steps(h.packets()) == {2880}
 
 
-async def test_stereo_sets_the_toc_stereo_bit(make: Any):
+def test_stereo_sets_the_toc_stereo_bit(make: Any):
     h = make(codecOptions={"opusStereo": True}, channels=2)
-    await h.waitPackets(20)
+    h.feedPackets(20)
     assert all((p.payload[0] >> 2) & 1 for p in h.packets()[1:])
-    assert h.sender.getStats()[f"OT{h.params['encodings'][0]['ssrc']}"]["targetBitrate"] == 64000
+    assert h.getStats()[f"OT{h.ssrcs[0]}"]["targetBitrate"] == 64000
 
 
-async def test_dtx_on_silence_sends_a_comfort_packet_every_400ms(make: Any):
+def test_dtx_on_silence_sends_a_comfort_packet_every_400ms(make: Any):
     h = make(codecOptions={"opusDtx": True}, silent=True)
-    await h.waitMediaSeconds(2)
+    h.feedMediaSeconds(2)
     packets = h.packets()
     assert packetRate(packets) < 5
     assert steps(packets) == {19200}
@@ -126,38 +125,38 @@ async def test_dtx_on_silence_sends_a_comfort_packet_every_400ms(make: Any):
     # Sound comes back: full rate again, the talk spurt starts with the marker bit.
     count = len(packets)
     h.track.silent = False
-    await waitFor(lambda: len(h.packets()) >= count + 30)
+    h.feedPackets(count + 30)
     resumed = h.packets()[count:]
     first_voiced = next(i for i, p in enumerate(resumed) if p.extensions.audio_level[0])
     assert resumed[first_voiced].marker == 1
     assert steps(resumed[first_voiced + 1 :]) == {960}
 
 
-async def test_without_dtx_silence_is_sent_at_full_rate(make: Any):
+def test_without_dtx_silence_is_sent_at_full_rate(make: Any):
     h = make(silent=True)
-    await h.waitMediaSeconds(1)
+    h.feedMediaSeconds(1)
     assert packetRate(h.packets()) == pytest.approx(50, rel=0.05)
 
 
-async def test_encoding_dtx_also_enables_dtx(make: Any):
+def test_encoding_dtx_also_enables_dtx(make: Any):
     h = make(encoding={"dtx": True}, silent=True)
-    await h.waitMediaSeconds(1.5)
+    h.feedMediaSeconds(1.5)
     assert packetRate(h.packets()) < 5
 
 
-async def test_max_playback_rate_narrows_the_audio_band(make: Any):
+def test_max_playback_rate_narrows_the_audio_band(make: Any):
     h = make(codecOptions={"opusMaxPlaybackRate": 8000})
-    await h.waitPackets(20)
+    h.feedPackets(20)
     configs = {p.payload[0] >> 3 for p in h.packets()[1:]}
     # TOC configurations 0-3 (SILK) and 16-19 (CELT) are narrowband.
     assert configs <= {0, 1, 2, 3, 16, 17, 18, 19}, configs
 
 
-async def test_max_average_bitrate_is_the_opus_bitrate(make: Any):
+def test_max_average_bitrate_is_the_opus_bitrate(make: Any):
     h = make(codecOptions={"opusMaxAverageBitrate": 12000})
-    await h.waitMediaSeconds(2)
+    h.feedMediaSeconds(2)
     packets = h.packets()[5:]
-    bitrate = sum(len(p.payload) for p in packets) * 8 / (Harness.span(packets) + 0.02)
+    bitrate = sum(len(p.payload) for p in packets) * 8 / (span(packets) + 0.02)
     assert 6000 < bitrate < 16000, bitrate
 
 
@@ -179,50 +178,59 @@ def test_codec_options_map_to_encoder_settings():
     assert (settings.channels, settings.fec, dtx, settings.frameDuration) == (1, False, False, 10)
 
 
-async def test_pause_sends_nothing_and_resume_marks_the_gap(make: Any):
-    h = make()
-    await h.waitPackets(20)
-    h.sender.pause()
-    await asyncio.sleep(0.05)
+def test_pause_sends_nothing_and_resume_marks_the_gap(make: Any):
+    h = make(pauseMode=PauseMode.ZERO_RTP)
+    h.feedPackets(20)
+    h.producer.pause()
     count = len(h.packets())
-    await asyncio.sleep(0.3)
+    h.feed(0.3)
     assert len(h.packets()) == count
     last = h.packets()[-1]
-    h.sender.resume()
-    await h.waitPackets(count + 5)
+    h.producer.resume()
+    h.feedPackets(count + 5)
     first = h.packets()[count]
     assert first.marker == 1
     # The timestamp moved on by at least the wall time of the pause (300 ms).
     assert (first.timestamp - last.timestamp) & 0xFFFFFFFF >= 0.3 * 48000
 
 
-async def test_replace_track_continues_the_timestamps(make: Any):
-    h = make()
-    await h.waitPackets(20)
+def test_disabled_track_pause_sends_silence(make: Any):
+    # mediasoup-client's default: the track counts as disabled, the stream stays alive.
+    h = make(pauseMode=PauseMode.DISABLE_TRACK)
+    h.feedPackets(20)
+    h.producer.pause()
     count = len(h.packets())
-    await h.sender.replaceTrack(ToneAudioTrack(880, 44100, 2, speed=SPEED))
-    await h.waitPackets(count + 20)
+    h.feed(0.5)
+    silent = h.packets()[count:]
+    assert len(silent) >= 24
+    assert all(p.extensions.audio_level == (False, 127) for p in silent[2:])
+    h.producer.resume()
+    h.feed(0.2)
+    assert h.packets()[-1].extensions.audio_level[0]  # the tone again
+
+
+async def test_replace_track_continues_the_timestamps_and_none_sends_nothing(make: Any):
+    h = make()
+    h.feedPackets(20)
+    count = len(h.packets())
+    await h.producer.replaceTrack(ToneAudioTrack(880, 44100, 2, paced=False))
+    h.feedPackets(count + 20)
     packets = h.packets()
     deltas = [(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in itertools.pairwise(packets)]
     assert all(0 < d < 0x80000000 for d in deltas)
-    await h.sender.replaceTrack(None)
-    await asyncio.sleep(0.05)
+    await h.producer.replaceTrack(None)
     count = len(h.packets())
-    await asyncio.sleep(0.2)
-    assert len(h.packets()) == count
+    h.wait(0.3)
+    assert len(h.packets()) == count and h.reader.stopped
 
 
-async def test_audio_nack_resends_on_the_media_ssrc(make: Any):
+def test_audio_nack_resends_on_the_media_ssrc(make: Any):
     h = make()
-    await h.waitPackets(10)
+    h.feedPackets(10)
     lost = h.packets()[4]
     count = len(h.packets())
-    ssrc = h.params["encodings"][0]["ssrc"]
-    await h.port.inject(
-        RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=ssrc, lost=[lost.sequence_number])
-    )
-    await waitFor(
-        lambda: any(p.sequence_number == lost.sequence_number for p in h.packets()[count:])
-    )
-    stats = h.sender.getStats()[f"OT{ssrc}"]
+    ssrc = h.ssrcs[0]
+    h.port.inject(RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=ssrc, lost=[lost.sequence_number]))
+    assert any(p.sequence_number == lost.sequence_number for p in h.packets()[count:])
+    stats = h.getStats()[f"OT{ssrc}"]
     assert stats["retransmittedPacketsSent"] == 1 and stats["kind"] == "audio"

@@ -21,7 +21,11 @@ from mediasoup_client.handlers.aiortc.send.bitrate import (
     defaultMaxBitrate,
 )
 from mediasoup_client.handlers.aiortc.send.clock import FramerateLimiter, MediaClock
-from mediasoup_client.handlers.aiortc.send.encoders import opusCutoff, opusFrameDuration
+from mediasoup_client.handlers.aiortc.send.encoders import (
+    EncodedFrame,
+    opusCutoff,
+    opusFrameDuration,
+)
 from mediasoup_client.handlers.aiortc.send.history import SendHistory, SentPacket
 from mediasoup_client.handlers.aiortc.send.packetizers import (
     MAX_PAYLOAD,
@@ -37,7 +41,7 @@ from mediasoup_client.handlers.aiortc.send.rtp_header import (
     ntpTime,
     rtpHeader,
 )
-from mediasoup_client.handlers.aiortc.send.video_pipeline import _privateCopy
+from mediasoup_client.handlers.aiortc.send.video_layer import privateCopy
 from tests.unit.fake_rtp_port import EXTENSION_IDS, extensionsMap
 
 # Packetizers.
@@ -46,7 +50,7 @@ from tests.unit.fake_rtp_port import EXTENSION_IDS, extensionsMap
 def test_vp8_packets_carry_an_extended_descriptor_and_split_evenly():
     packetizer = Vp8Packetizer()
     frame = bytes(range(256)) * 12  # 3072 bytes: three packets
-    payloads = packetizer.packetize(frame, True, 320, 240)
+    payloads = packetizer.packetize(EncodedFrame(frame, True, 320, 240))
     assert len(payloads) == 3 and all(len(p) <= MAX_PAYLOAD for p in payloads)
     assert max(map(len, payloads)) - min(map(len, payloads)) <= 1
     descriptors = [VpxPayloadDescriptor.parse(p) for p in payloads]
@@ -55,7 +59,7 @@ def test_vp8_packets_carry_an_extended_descriptor_and_split_evenly():
     first, _ = descriptors[0]
     assert first.picture_id is not None and first.tl0picidx is not None and first.tid == (0, 1)
     (second, _), *_ = (
-        VpxPayloadDescriptor.parse(p) for p in packetizer.packetize(b"x", False, 1, 1)
+        VpxPayloadDescriptor.parse(p) for p in packetizer.packetize(EncodedFrame(b"x", False, 1, 1))
     )
     assert second.picture_id == (first.picture_id + 1) & 0x7FFF
     assert second.tl0picidx == (first.tl0picidx + 1) & 0xFF
@@ -63,13 +67,13 @@ def test_vp8_packets_carry_an_extended_descriptor_and_split_evenly():
 
 def test_vp9_descriptor_flags():
     packetizer = Vp9Packetizer()
-    key = packetizer.packetize(b"k" * 2500, True, 640, 360)
+    key = packetizer.packetize(EncodedFrame(b"k" * 2500, True, 640, 360))
     assert len(key) == 3
     assert key[0][0] == 0x80 | 0x20 | 0x08 | 0x02  # I L B V, not P
     assert key[1][0] == 0x80 | 0x20  # middle packet
     assert key[2][0] == 0x80 | 0x20 | 0x04  # E
     assert struct.unpack("!HH", key[0][6:10]) == (640, 360)
-    (inter,) = packetizer.packetize(b"p" * 100, False, 640, 360)
+    (inter,) = packetizer.packetize(EncodedFrame(b"p" * 100, False, 640, 360))
     assert inter[0] == 0x80 | 0x40 | 0x20 | 0x08 | 0x04
     pid_key = struct.unpack("!H", key[0][1:3])[0] & 0x7FFF
     assert struct.unpack("!H", inter[1:3])[0] & 0x7FFF == (pid_key + 1) & 0x7FFF
@@ -84,7 +88,7 @@ def test_h264_aggregates_small_nal_units_and_fragments_large_ones():
     pps = bytes([0x68]) + b"p" * 4
     sei = bytes([0x06]) + b"e" * 50
     idr = bytes([0x65]) + bytes(range(256)) * 10
-    payloads = H264Packetizer().packetize(_annexB(sps, pps, sei, idr), True, 320, 240)
+    payloads = H264Packetizer().packetize(EncodedFrame(_annexB(sps, pps, sei, idr), True, 320, 240))
     assert payloads[0][0] & 0x1F == 24  # STAP-A: SPS + PPS (SEI dropped)
     assert payloads[0][3] & 0x1F == 7
     assert all(p[0] & 0x1F == 28 for p in payloads[1:])  # FU-A
@@ -95,7 +99,7 @@ def test_h264_aggregates_small_nal_units_and_fragments_large_ones():
 
 def test_h264_small_frame_is_a_single_nal_unit_packet():
     nal = bytes([0x41]) + b"x" * 100
-    assert H264Packetizer().packetize(_annexB(nal), False, 1, 1) == [nal]
+    assert H264Packetizer().packetize(EncodedFrame(_annexB(nal), False, 1, 1)) == [nal]
 
 
 # RTP header and extensions.
@@ -315,7 +319,7 @@ def test_private_copy_of_a_source_frame(size: tuple[int, int]) -> None:
     else:
         source = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
     source.pts = 7
-    copy = _privateCopy(source)
+    copy = privateCopy(source)
     assert copy is not source and (copy.width, copy.height) == size
     for mine, theirs in zip(copy.planes, source.planes, strict=True):
         assert bytes(mine) == bytes(theirs)

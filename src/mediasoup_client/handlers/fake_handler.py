@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
-import random
 import secrets
 import time
+import uuid
 from typing import Any
 
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from pyee.asyncio import AsyncIOEventEmitter
-
+from ..enhanced_events import EnhancedEventEmitter
 from ..errors import InvalidStateError
-from ..send_parameters import buildSendRtpParameters
+from ..rtp_extensions import (
+    URI_ABS_SEND_TIME,
+    URI_AUDIO_LEVEL,
+    URI_MID,
+    URI_RID,
+    URI_RRID,
+    URI_TOFFSET,
+    URI_TRANSPORT_WIDE_CC,
+    URI_VIDEO_ORIENTATION,
+)
+from ..scalability_modes import ENGINE_SCALABILITY_MODES
 from ..types import (
     DtlsParameters,
     IceParameters,
     IceServer,
-    MediaKind,
     RtpCapabilities,
     RtpEncodingParameters,
     RtpParameters,
@@ -33,9 +39,9 @@ from ..types import (
     StatsReport,
     TransportDirection,
 )
+from .handler_base import HandlerBase
 from .handler_interface import (
     HandlerFactory,
-    HandlerInterface,
     HandlerReceiveDataChannelOptions,
     HandlerReceiveDataChannelResult,
     HandlerReceiveOptions,
@@ -46,6 +52,7 @@ from .handler_interface import (
     HandlerSendOptions,
     HandlerSendResult,
     MediaTrack,
+    NamedHandlerFactory,
 )
 
 _VIDEO_FEEDBACK = [
@@ -114,20 +121,16 @@ FAKE_NATIVE_RTP_CAPABILITIES: dict[str, Any] = {
     "headerExtensions": [
         {"kind": kind, "uri": uri, "preferredId": pid}
         for kind, uri, pid in [
-            ("audio", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
-            ("video", "urn:ietf:params:rtp-hdrext:sdes:mid", 1),
-            ("video", "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", 2),
-            ("video", "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", 3),
-            ("audio", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
-            ("video", "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 4),
-            (
-                "video",
-                "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
-                5,
-            ),
-            ("audio", "urn:ietf:params:rtp-hdrext:ssrc-audio-level", 10),
-            ("video", "urn:3gpp:video-orientation", 11),
-            ("video", "urn:ietf:params:rtp-hdrext:toffset", 12),
+            ("audio", URI_MID, 1),
+            ("video", URI_MID, 1),
+            ("video", URI_RID, 2),
+            ("video", URI_RRID, 3),
+            ("audio", URI_ABS_SEND_TIME, 4),
+            ("video", URI_ABS_SEND_TIME, 4),
+            ("video", URI_TRANSPORT_WIDE_CC, 5),
+            ("audio", URI_AUDIO_LEVEL, 10),
+            ("video", URI_VIDEO_ORIENTATION, 11),
+            ("video", URI_TOFFSET, 12),
         ]
     ],
 }
@@ -135,20 +138,39 @@ FAKE_NATIVE_RTP_CAPABILITIES: dict[str, Any] = {
 FAKE_SCTP_CAPABILITIES: SctpCapabilities = {"numStreams": {"OS": 1024, "MIS": 1024}}
 
 
-class FakeMediaTrack(MediaStreamTrack):
-    """A track that never yields media: what a fake receiver hands to a Consumer."""
+class FakeMediaTrack(EnhancedEventEmitter):
+    """A track that never yields media: what a fake receiver hands to a Consumer. It has the
+    shape of aiortc's ``MediaStreamTrack`` (id, kind, readyState, ``ended`` event) without
+    needing aiortc."""
 
     def __init__(self, kind: str, id: str | None = None) -> None:
         super().__init__()
         self.kind = kind
-        if id is not None:
-            self._id = id
+        self._id = id if id is not None else str(uuid.uuid4())
+        self._ended = False
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def readyState(self) -> str:
+        return "ended" if self._ended else "live"
 
     async def recv(self) -> Any:
+        try:
+            from aiortc.mediastreams import MediaStreamError
+        except ImportError:  # pragma: no cover - aiortc is a dependency of the package
+            raise EOFError("a fake track carries no media") from None
         raise MediaStreamError("a fake track carries no media")
 
+    def stop(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.emit("ended")
 
-class FakeDataChannel(AsyncIOEventEmitter):
+
+class FakeDataChannel(EnhancedEventEmitter):
     """An in-memory data channel: opens on the next loop iteration, records what is sent."""
 
     def __init__(
@@ -241,37 +263,29 @@ class _FakeReceiver:
         self.paused = False
 
 
-class FakeHandler(HandlerInterface):
+class FakeHandler(HandlerBase[_FakeSender, _FakeReceiver]):
+    scalabilityModes = ENGINE_SCALABILITY_MODES
+
     @classmethod
     def createFactory(
         cls,
         nativeRtpCapabilities: RtpCapabilities | None = None,
         sctpCapabilities: SctpCapabilities | None = None,
     ) -> HandlerFactory:
-        def factory() -> FakeHandler:
-            return cls(nativeRtpCapabilities, sctpCapabilities)
-
-        return factory
+        return NamedHandlerFactory(
+            "FakeHandler", lambda: cls(nativeRtpCapabilities, sctpCapabilities)
+        )
 
     def __init__(
         self,
         nativeRtpCapabilities: RtpCapabilities | None = None,
         sctpCapabilities: SctpCapabilities | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(copy.deepcopy(sctpCapabilities or FAKE_SCTP_CAPABILITIES))
         native: Any = nativeRtpCapabilities or FAKE_NATIVE_RTP_CAPABILITIES
         self._nativeRtpCapabilities: RtpCapabilities = copy.deepcopy(native)
-        self._sctpCapabilities = copy.deepcopy(sctpCapabilities or FAKE_SCTP_CAPABILITIES)
-        self._options: HandlerRunOptions | None = None
-        self._connectTask: asyncio.Task[None] | None = None
-        self._closed = False
-        self._cname = secrets.token_hex(8)
-        self._localIds = itertools.count()
-        self._nextSctpStreamId = 0
-        self._usedSsrcs: set[int] = set()
-        self._senders: dict[str, _FakeSender] = {}
-        self._receivers: dict[str, _FakeReceiver] = {}
         self._dataChannels: list[FakeDataChannel] = []
+        self._connected = False
         self.iceServers: list[IceServer] = []
         self.iceRestarts: list[IceParameters] = []
         # The DTLS parameters the fake "engine" reports to the app's connect handler.
@@ -289,32 +303,40 @@ class FakeHandler(HandlerInterface):
     def name(self) -> str:
         return "FakeHandler"
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def getNativeRtpCapabilities(self, direction: TransportDirection) -> RtpCapabilities:
         return copy.deepcopy(self._nativeRtpCapabilities)
 
     async def getNativeSctpCapabilities(self) -> SctpCapabilities:
         return copy.deepcopy(self._sctpCapabilities)
 
-    def run(self, options: HandlerRunOptions) -> None:
-        self._options = options
+    def _start(self, options: HandlerRunOptions) -> None:
         self.iceServers = list(options.iceServers or [])
 
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        super().close()
+        if self._options is not None:
+            # What a real engine reports once its teardown ran; the fake one has none.
+            self.emit("@connectionstatechange", "closed")
+
+    async def _teardown(self) -> None:
         for channel in self._dataChannels:
             channel.close()
         for receiver in self._receivers.values():
             receiver.track.stop()
         self._senders.clear()
         self._receivers.clear()
-        if self._options is not None:
-            self.emit("@connectionstatechange", "closed")
+
+    async def _connect(self) -> None:
+        options = self._runOptions()
+        self.emit("@icegatheringstatechange", "gathering")
+        self.emit("@icegatheringstatechange", "complete")
+        await options.onConnect(copy.deepcopy(self.localDtlsParameters))
+        self._checkOpen()
+        self._connected = True
+        self.emit("@connectionstatechange", "connecting")
+        self.emit("@connectionstatechange", "connected")
 
     async def updateIceServers(self, iceServers: list[IceServer]) -> None:
         self.iceServers = list(iceServers)
@@ -331,7 +353,7 @@ class FakeHandler(HandlerInterface):
                 "id": "T01",
                 "type": "transport",
                 "timestamp": now,
-                "dtlsState": "connected" if self._connectTask else "new",
+                "dtlsState": "connected" if self._connected else "new",
                 "bytesSent": 0,
                 "bytesReceived": 0,
             }
@@ -340,59 +362,42 @@ class FakeHandler(HandlerInterface):
     # Sending.
     async def send(self, options: HandlerSendOptions) -> HandlerSendResult:
         self._checkOpen()
-        kind: MediaKind = "audio" if options.track.kind == "audio" else "video"
-        localId = str(next(self._localIds))
-        rtpParameters = buildSendRtpParameters(
-            kind=kind,
-            extendedRtpCapabilities=self._runOptions().extendedRtpCapabilities,
-            encodings=options.encodings,
-            codec=options.codec,
-            codecOptions=options.codecOptions,
-            mid=localId,
-            cname=self._cname,
-            generateSsrc=self._generateSsrc,
-        )
-        await self._connect()
+        localId = self._nextLocalId()
+        rtpParameters = self._sendRtpParameters(options, localId)
+        await self._connectOnce()
         self._senders[localId] = _FakeSender(options.track, copy.deepcopy(rtpParameters))
         return HandlerSendResult(localId=localId, rtpParameters=rtpParameters)
 
     async def stopSending(self, localId: str) -> None:
-        self._checkOpen()
         self._sender(localId)
         del self._senders[localId]
 
     async def pauseSending(self, localId: str) -> None:
-        self._checkOpen()
         self._sender(localId).paused = True
 
     async def resumeSending(self, localId: str) -> None:
-        self._checkOpen()
         self._sender(localId).paused = False
 
     async def replaceTrack(self, localId: str, track: MediaTrack | None) -> None:
-        self._checkOpen()
         self._sender(localId).track = track
 
     async def setMaxSpatialLayer(self, localId: str, spatialLayer: int) -> None:
-        self._checkOpen()
         sender = self._sender(localId)
         sender.maxSpatialLayer = spatialLayer
         for index, encoding in enumerate(sender.encodings):
             encoding["active"] = index <= spatialLayer
 
     async def setRtpEncodingParameters(self, localId: str, params: dict[str, Any]) -> None:
-        self._checkOpen()
         for encoding in self._sender(localId).encodings:
             encoding.update(params)  # type: ignore[typeddict-item]
 
     async def getSenderStats(self, localId: str) -> StatsReport:
-        self._checkOpen()
         sender = self._sender(localId)
         now = time.time() * 1000
         kind = sender.track.kind if sender.track else "video"
         report: StatsReport = {}
         for encoding in sender.encodings:
-            stats_id = f"OT{localId}-{encoding['ssrc']}"
+            stats_id = f"OT{encoding['ssrc']}"
             report[stats_id] = {
                 "id": stats_id,
                 "type": "outbound-rtp",
@@ -410,12 +415,10 @@ class FakeHandler(HandlerInterface):
         self, options: HandlerSendDataChannelOptions
     ) -> HandlerSendDataChannelResult:
         self._checkOpen()
-        numStreams = self._sctpCapabilities["numStreams"]["OS"]
-        streamId = self._nextSctpStreamId
-        self._nextSctpStreamId = (self._nextSctpStreamId + 1) % numStreams
-        await self._connect()
+        sctpStreamParameters = self._sctpStreamParameters(options)
+        await self._connectOnce()
         channel = FakeDataChannel(
-            id=streamId,
+            id=sctpStreamParameters["streamId"],
             label=options.label,
             protocol=options.protocol,
             ordered=options.ordered,
@@ -423,50 +426,35 @@ class FakeHandler(HandlerInterface):
             maxRetransmits=options.maxRetransmits,
         )
         self._dataChannels.append(channel)
-        sctpStreamParameters: Any = {"streamId": streamId, "ordered": options.ordered}
-        if options.maxPacketLifeTime is not None:
-            sctpStreamParameters["maxPacketLifeTime"] = options.maxPacketLifeTime
-        if options.maxRetransmits is not None:
-            sctpStreamParameters["maxRetransmits"] = options.maxRetransmits
         return HandlerSendDataChannelResult(
             dataChannel=channel, sctpStreamParameters=sctpStreamParameters
         )
 
     # Receiving.
-    async def receive(self, optionsList: list[HandlerReceiveOptions]) -> list[HandlerReceiveResult]:
+    async def receive(self, options: HandlerReceiveOptions) -> HandlerReceiveResult:
         self._checkOpen()
-        await self._connect()
-        results: list[HandlerReceiveResult] = []
-        for options in optionsList:
-            localId = str(next(self._localIds))
-            track = FakeMediaTrack(options.kind, id=options.trackId)
-            self._receivers[localId] = _FakeReceiver(track, options.rtpParameters)
-            results.append(HandlerReceiveResult(localId=localId, track=track))
-        return results
+        await self._connectOnce()
+        localId = self._nextLocalId()
+        track = FakeMediaTrack(options.kind, id=options.trackId)
+        self._receivers[localId] = _FakeReceiver(track, options.rtpParameters)
+        return HandlerReceiveResult(localId=localId, track=track)
 
-    async def stopReceiving(self, localIds: list[str]) -> None:
-        self._checkOpen()
-        for localId in localIds:
-            self._receiver(localId).track.stop()
-            del self._receivers[localId]
+    async def stopReceiving(self, localId: str) -> None:
+        self._receiver(localId).track.stop()
+        del self._receivers[localId]
 
-    async def pauseReceiving(self, localIds: list[str]) -> None:
-        self._checkOpen()
-        for localId in localIds:
-            self._receiver(localId).paused = True
+    async def pauseReceiving(self, localId: str) -> None:
+        self._receiver(localId).paused = True
 
-    async def resumeReceiving(self, localIds: list[str]) -> None:
-        self._checkOpen()
-        for localId in localIds:
-            self._receiver(localId).paused = False
+    async def resumeReceiving(self, localId: str) -> None:
+        self._receiver(localId).paused = False
 
     async def getReceiverStats(self, localId: str) -> StatsReport:
-        self._checkOpen()
         receiver = self._receiver(localId)
         now = time.time() * 1000
         report: StatsReport = {}
         for encoding in receiver.rtpParameters.get("encodings", []):
-            stats_id = f"IT{localId}-{encoding.get('ssrc')}"
+            stats_id = f"IT{encoding.get('ssrc')}"
             report[stats_id] = {
                 "id": stats_id,
                 "type": "inbound-rtp",
@@ -483,7 +471,7 @@ class FakeHandler(HandlerInterface):
         self, options: HandlerReceiveDataChannelOptions
     ) -> HandlerReceiveDataChannelResult:
         self._checkOpen()
-        await self._connect()
+        await self._connectOnce()
         params = options.sctpStreamParameters
         channel = FakeDataChannel(
             id=params.get("streamId", 0),
@@ -508,54 +496,3 @@ class FakeHandler(HandlerInterface):
 
     def receiverState(self, localId: str) -> _FakeReceiver:
         return self._receiver(localId)
-
-    # Internals.
-    async def _connect(self) -> None:
-        """Ask the app to connect once, on first use; later calls wait for the same answer."""
-        if self._connectTask is None:
-            self._connectTask = asyncio.ensure_future(self._runConnect())
-        try:
-            await asyncio.shield(self._connectTask)
-        except BaseException:
-            # A failed connect is retried by the next call, as a real engine would re-signal.
-            if self._connectTask.done():
-                self._connectTask = None
-            raise
-
-    async def _runConnect(self) -> None:
-        options = self._runOptions()
-        self.emit("@icegatheringstatechange", "gathering")
-        self.emit("@icegatheringstatechange", "complete")
-        await options.onConnect(copy.deepcopy(self.localDtlsParameters))
-        if self._closed:
-            raise InvalidStateError("closed")
-        self.emit("@connectionstatechange", "connecting")
-        self.emit("@connectionstatechange", "connected")
-
-    def _generateSsrc(self) -> int:
-        while True:
-            ssrc = random.randint(100_000_000, 999_999_999)
-            if ssrc not in self._usedSsrcs:
-                self._usedSsrcs.add(ssrc)
-                return ssrc
-
-    def _runOptions(self) -> HandlerRunOptions:
-        if self._options is None:
-            raise InvalidStateError("handler not running")
-        return self._options
-
-    def _checkOpen(self) -> None:
-        if self._closed:
-            raise InvalidStateError("closed")
-
-    def _sender(self, localId: str) -> _FakeSender:
-        try:
-            return self._senders[localId]
-        except KeyError:
-            raise InvalidStateError(f"no sender with localId {localId!r}") from None
-
-    def _receiver(self, localId: str) -> _FakeReceiver:
-        try:
-            return self._receivers[localId]
-        except KeyError:
-            raise InvalidStateError(f"no receiver with localId {localId!r}") from None

@@ -5,10 +5,14 @@ objects rather than SDP: the Transport does validation, signaling and bookkeepin
 owns ICE/DTLS/SRTP/SCTP, encoders, RTP streams and receivers. ``FakeHandler`` implements it
 without a network for unit tests; ``AiortcHandler`` implements it on aiortc for real media.
 
-Events a handler emits (pyee): ``@connectionstatechange`` (ConnectionState) and
-``@icegatheringstatechange`` (IceGatheringState). The DTLS ``connect`` round trip to the
-application is not an event but an awaited hook (``HandlerRunOptions.onConnect``), so the
-handler can wait for the server before starting DTLS.
+Events a handler emits: ``@connectionstatechange`` (ConnectionState),
+``@icegatheringstatechange`` (IceGatheringState) and ``@trackended`` (localId: the engine saw a
+producer's source end or fail). The DTLS ``connect`` round trip to the application is not an
+event but an awaited hook (``HandlerRunOptions.onConnect``), so the handler can wait for the
+server before starting DTLS.
+
+What every engine shares (ids, SSRCs, SCTP streams, registries, connect-once, teardown) lives
+in ``handler_base.HandlerBase``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pyee.asyncio import AsyncIOEventEmitter
-
+from ..enhanced_events import EnhancedEventEmitter
 from ..types import (
     DtlsParameters,
     ExtendedRtpCapabilities,
@@ -117,7 +120,11 @@ class HandlerSendOptions:
     encodings: list[RtpEncodingParameters]
     codecOptions: ProducerCodecOptions | None = None
     codec: RtpCodecCapability | None = None
-    # zeroRtpOnPause: while paused, send nothing at all rather than keeping the stream alive.
+    # The "<streamId> <trackId>" the producer's rtpParameters carry (lip sync in receivers).
+    streamId: str | None = None
+    # What pausing does on the wire (mediasoup-client's options): zeroRtpOnPause, no RTP at
+    # all; else disableTrackOnPause, black video and silent audio; else nothing.
+    disableTrackOnPause: bool = True
     zeroRtpOnPause: bool = False
 
 
@@ -170,7 +177,7 @@ class HandlerReceiveDataChannelResult:
     dataChannel: DataChannel
 
 
-class HandlerInterface(AsyncIOEventEmitter, ABC):
+class HandlerInterface(EnhancedEventEmitter, ABC):
     """One transport's engine. Created by a ``HandlerFactory``; ``run()`` starts it."""
 
     @property
@@ -191,7 +198,13 @@ class HandlerInterface(AsyncIOEventEmitter, ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Stop every sender, receiver and data channel and release the network."""
+        """Stop every sender, receiver and data channel and release the network (in the
+        background: ``waitClosed()`` waits for it). A handler that never ran has nothing to
+        release."""
+
+    @abstractmethod
+    async def waitClosed(self) -> None:
+        """Return once ``close()`` has released everything."""
 
     @abstractmethod
     async def updateIceServers(self, iceServers: list[IceServer]) -> None: ...
@@ -232,20 +245,18 @@ class HandlerInterface(AsyncIOEventEmitter, ABC):
         self, options: HandlerSendDataChannelOptions
     ) -> HandlerSendDataChannelResult: ...
 
-    # Receiving.
+    # Receiving (one consumer per call).
     @abstractmethod
-    async def receive(
-        self, optionsList: list[HandlerReceiveOptions]
-    ) -> list[HandlerReceiveResult]: ...
+    async def receive(self, options: HandlerReceiveOptions) -> HandlerReceiveResult: ...
 
     @abstractmethod
-    async def stopReceiving(self, localIds: list[str]) -> None: ...
+    async def stopReceiving(self, localId: str) -> None: ...
 
     @abstractmethod
-    async def pauseReceiving(self, localIds: list[str]) -> None: ...
+    async def pauseReceiving(self, localId: str) -> None: ...
 
     @abstractmethod
-    async def resumeReceiving(self, localIds: list[str]) -> None: ...
+    async def resumeReceiving(self, localId: str) -> None: ...
 
     @abstractmethod
     async def getReceiverStats(self, localId: str) -> StatsReport: ...
@@ -259,6 +270,20 @@ class HandlerInterface(AsyncIOEventEmitter, ABC):
     def getDataChannelMaxMessageSize(self) -> int | None: ...
 
 
-# A handler factory makes a fresh, not yet running handler. Device uses one to read the native
-# capabilities and each Transport gets its own.
-HandlerFactory = Callable[[], HandlerInterface]
+class HandlerFactory(Protocol):
+    """Makes a fresh, not yet running handler. Device uses one to read the native
+    capabilities and each Transport gets its own. ``name`` is the engine's ``handlerName``;
+    a plain callable works too (Device then asks a handler it makes for its name)."""
+
+    def __call__(self) -> HandlerInterface: ...
+
+
+@dataclass(frozen=True)
+class NamedHandlerFactory:
+    """A ``HandlerFactory`` that knows its engine's name without making a handler."""
+
+    name: str
+    create: Callable[[], HandlerInterface]
+
+    def __call__(self) -> HandlerInterface:
+        return self.create()

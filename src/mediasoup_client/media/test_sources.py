@@ -90,10 +90,14 @@ class PatternVideoTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        index = self._index
-        await self._pacer.wait(index / self.fps)
+        await self._pacer.wait(self._index / self.fps)
         if self.readyState != "live":
             raise MediaStreamError
+        return self.nextFrame()
+
+    def nextFrame(self) -> av.VideoFrame:
+        """The next frame at once, whatever the pacing (for code that sets its own pace)."""
+        index = self._index
         self._index += 1
         frame = av.VideoFrame.from_ndarray(self._draw(index), format="yuv420p")
         frame.pts = round(index * VIDEO_CLOCK_RATE / self.fps)
@@ -181,10 +185,14 @@ class ToneAudioTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        start = self._position
-        await self._pacer.wait(start / self.sample_rate)
+        await self._pacer.wait(self._position / self.sample_rate)
         if self.readyState != "live":
             raise MediaStreamError
+        return self.nextFrame()
+
+    def nextFrame(self) -> av.AudioFrame:
+        """The next frame at once, whatever the pacing (for code that sets its own pace)."""
+        start = self._position
         count = self._samples_per_frame
         self._position += count
         layout = "stereo" if self.channels == 2 else "mono"

@@ -18,8 +18,10 @@ from aiortc import (
     RTCIceTransport,
     RTCRtpReceiver,
 )
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcicetransport import connection_kwargs
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from aiortc.rtp import is_rtcp
 
 PINNED_AIORTC = "1.16.0"
 
@@ -59,6 +61,23 @@ def restartIceCredentials(transport: RTCIceTransport, usernameFragment: str, pas
 async def sendRtp(dtls: RTCDtlsTransport, packet: bytes) -> None:
     """Protect with SRTP (or SRTCP, by packet type) and send; ConnectionError if not connected."""
     await dtls._send_rtp(packet)
+
+
+def sendRtpNow(dtls: RTCDtlsTransport, packet: bytes) -> None:
+    """``sendRtp`` without awaiting: protect and hand the datagram to the nominated pair's
+    socket (or TURN allocation) at once, counting it in the transport's stats as aiortc
+    does. A send path that batches or paces cannot afford a coroutine per packet."""
+    if dtls._state != DtlsState.CONNECTED:
+        raise ConnectionError("Cannot send encrypted RTP, not connected")
+    srtp = dtls._tx_srtp
+    data = srtp.protect_rtcp(packet) if is_rtcp(packet) else srtp.protect(packet)
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        raise ConnectionError("Cannot send data, not connected")
+    pair.protocol.transport.sendto(data, pair.remote_addr)
+    counted: Any = dtls  # aiortc's private (name-mangled) counters behind _get_stats()
+    counted._RTCDtlsTransport__tx_bytes += len(data)
+    counted._RTCDtlsTransport__tx_packets += 1
 
 
 def addRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any, ssrcs: Iterable[int]) -> None:

@@ -322,6 +322,9 @@ class TransportConnection(AsyncIOEventEmitter):
         if not self.connected:
             raise ConnectionError(f"transport {self._connectionState}")
 
+    def send(self, packet: bytes) -> None:
+        compat.sendRtpNow(self._dtls, packet)
+
     async def sendRtp(self, packet: bytes) -> None:
         await compat.sendRtp(self._dtls, packet)
 

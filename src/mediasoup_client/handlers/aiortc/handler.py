@@ -7,13 +7,9 @@ and data channels on aiortc's SCTP transport with negotiated stream ids.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
-import itertools
 import logging
-import random
-import secrets
 from typing import Any
 
 import av
@@ -35,11 +31,10 @@ from av.frame import Frame
 from av.packet import Packet
 
 from ...errors import InvalidStateError
-from ...send_parameters import buildSendRtpParameters
+from ...scalability_modes import ENGINE_SCALABILITY_MODES
 from ...types import (
     IceParameters,
     IceServer,
-    MediaKind,
     RtcpFeedback,
     RtpCapabilities,
     RtpParameters,
@@ -47,9 +42,9 @@ from ...types import (
     StatsReport,
     TransportDirection,
 )
+from ..handler_base import HandlerBase
 from ..handler_interface import (
     HandlerFactory,
-    HandlerInterface,
     HandlerReceiveDataChannelOptions,
     HandlerReceiveDataChannelResult,
     HandlerReceiveOptions,
@@ -60,10 +55,14 @@ from ..handler_interface import (
     HandlerSendOptions,
     HandlerSendResult,
     MediaTrack,
+    NamedHandlerFactory,
 )
 from . import compat
 from .connection import TransportConnection
-from .send import ProducerSender, getSendRtpCapabilities
+from .send import getSendRtpCapabilities
+from .send.config import sendConfig
+from .send.producer_sender import PauseMode, ProducerSender
+from .send.scheduler import ScheduledProducer, SendScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -208,25 +207,18 @@ class _Receiver:
         return [e["ssrc"] for e in self.rtpParameters.get("encodings", []) if "ssrc" in e]
 
 
-class AiortcHandler(HandlerInterface):
+class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
+    scalabilityModes = ENGINE_SCALABILITY_MODES
+
     @classmethod
     def createFactory(cls) -> HandlerFactory:
-        return cls
+        return NamedHandlerFactory("aiortc", cls)
 
     def __init__(self) -> None:
-        super().__init__()
-        self._options: HandlerRunOptions | None = None
+        super().__init__(copy.deepcopy(SCTP_CAPABILITIES))
         self._connection: TransportConnection | None = None
-        self._closed = False
-        self._cname = secrets.token_hex(8)
-        self._mids = itertools.count()
-        self._receiverIds = itertools.count()
-        self._usedSsrcs: set[int] = set()
-        self._senders: dict[str, ProducerSender] = {}
-        self._receivers: dict[str, _Receiver] = {}
+        self._scheduler: SendScheduler | None = None
         self._dataChannels: list[RTCDataChannel] = []
-        self._nextSctpStreamId = 0
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -240,8 +232,7 @@ class AiortcHandler(HandlerInterface):
     async def getNativeSctpCapabilities(self) -> SctpCapabilities:
         return copy.deepcopy(SCTP_CAPABILITIES)
 
-    def run(self, options: HandlerRunOptions) -> None:
-        self._options = options
+    def _start(self, options: HandlerRunOptions) -> None:
         self._connection = TransportConnection(
             iceParameters=options.iceParameters,
             iceCandidates=options.iceCandidates,
@@ -258,28 +249,23 @@ class AiortcHandler(HandlerInterface):
             "icegatheringstatechange", lambda state: self.emit("@icegatheringstatechange", state)
         )
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _connect(self) -> None:
+        await self._conn().signal()
+
+    async def _teardown(self) -> None:
         senders, receivers = list(self._senders.values()), list(self._receivers.values())
         self._senders.clear()
         self._receivers.clear()
         for channel in self._dataChannels:
             channel.close()
-        connection = self._connection
-
-        async def teardown() -> None:
-            for sender in senders:
-                with contextlib.suppress(Exception):
-                    await sender.stop()
-            for receiver in receivers:
-                with contextlib.suppress(Exception):
-                    await receiver.receiver.stop()
-            if connection is not None:
-                await connection.close()
-
-        self._spawn(teardown())
+        for sender in senders:
+            with contextlib.suppress(Exception):
+                await sender.stop()
+        for receiver in receivers:
+            with contextlib.suppress(Exception):
+                await receiver.receiver.stop()
+        if self._connection is not None:
+            await self._connection.close()
 
     async def updateIceServers(self, iceServers: list[IceServer]) -> None:
         self._conn().updateIceServers(iceServers)
@@ -293,35 +279,31 @@ class AiortcHandler(HandlerInterface):
     # Sending.
     async def send(self, options: HandlerSendOptions) -> HandlerSendResult:
         connection = self._conn()
-        kind: MediaKind = "audio" if options.track.kind == "audio" else "video"
-        mid = str(next(self._mids))
-        rtpParameters = buildSendRtpParameters(
-            kind=kind,
-            extendedRtpCapabilities=self._runOptions().extendedRtpCapabilities,
-            encodings=options.encodings,
-            codec=options.codec,
-            codecOptions=options.codecOptions,
-            mid=mid,
-            cname=self._cname,
-            generateSsrc=self._generateSsrc,
-        )
-        await connection.signal()
+        localId = self._nextLocalId()
+        rtpParameters = self._sendRtpParameters(options, localId)
+        config = sendConfig(copy.deepcopy(rtpParameters), options.codecOptions)
+        await self._connectOnce()
+        if self._scheduler is None:
+            self._scheduler = SendScheduler(connection)
         sender = ProducerSender(
-            port=connection,
-            track=options.track,
-            rtpParameters=copy.deepcopy(rtpParameters),
-            codecOptions=options.codecOptions,
-            zeroRtpOnPause=options.zeroRtpOnPause,
+            config,
+            pauseMode=PauseMode.fromOptions(
+                disableTrackOnPause=options.disableTrackOnPause,
+                zeroRtpOnPause=options.zeroRtpOnPause,
+            ),
         )
-        sender.start()
-        self._senders[mid] = sender
-        return HandlerSendResult(localId=mid, rtpParameters=rtpParameters)
+        def onTrackEnded() -> None:
+            self.emit("@trackended", localId)
+
+        producer = self._scheduler.add(sender, options.track, onTrackEnded=onTrackEnded)
+        producer.start()
+        self._senders[localId] = producer
+        return HandlerSendResult(localId=localId, rtpParameters=rtpParameters)
 
     async def stopSending(self, localId: str) -> None:
-        sender = self._senders.pop(localId, None)
-        if sender is None:
-            raise InvalidStateError(f"no sender with localId {localId!r}")
-        await sender.stop()
+        producer = self._sender(localId)
+        del self._senders[localId]
+        await producer.stop()
 
     async def pauseSending(self, localId: str) -> None:
         self._sender(localId).pause()
@@ -344,13 +326,11 @@ class AiortcHandler(HandlerInterface):
     async def sendDataChannel(
         self, options: HandlerSendDataChannelOptions
     ) -> HandlerSendDataChannelResult:
-        connection = self._conn()
-        sctp = connection.sctpTransport
+        sctp = self._conn().sctpTransport
         if sctp is None:
             raise InvalidStateError("SCTP not enabled")
-        streamId = self._nextSctpStreamId
-        self._nextSctpStreamId = (streamId + 1) % SCTP_CAPABILITIES["numStreams"]["OS"]
-        await connection.signal()
+        sctpStreamParameters = self._sctpStreamParameters(options)
+        await self._connectOnce()
         channel = RTCDataChannel(
             sctp,
             RTCDataChannelParameters(
@@ -360,58 +340,47 @@ class AiortcHandler(HandlerInterface):
                 maxPacketLifeTime=options.maxPacketLifeTime,
                 maxRetransmits=options.maxRetransmits,
                 negotiated=True,
-                id=streamId,
+                id=sctpStreamParameters["streamId"],
             ),
         )
         self._dataChannels.append(channel)
-        sctpStreamParameters: Any = {"streamId": streamId, "ordered": options.ordered}
-        if options.maxPacketLifeTime is not None:
-            sctpStreamParameters["maxPacketLifeTime"] = options.maxPacketLifeTime
-        if options.maxRetransmits is not None:
-            sctpStreamParameters["maxRetransmits"] = options.maxRetransmits
         return HandlerSendDataChannelResult(
             dataChannel=channel, sctpStreamParameters=sctpStreamParameters
         )
 
     # Receiving.
-    async def receive(self, optionsList: list[HandlerReceiveOptions]) -> list[HandlerReceiveResult]:
+    async def receive(self, options: HandlerReceiveOptions) -> HandlerReceiveResult:
         connection = self._conn()
-        await connection.signal()
-        results: list[HandlerReceiveResult] = []
-        for options in optionsList:
-            localId = f"r{next(self._receiverIds)}"
-            receiver = RTCRtpReceiver(options.kind, connection.dtlsTransport)
-            compat.attachReceiverTrack(receiver, options.kind, options.trackId)
-            compat.setReceiverRtcpSsrc(receiver, self._generateSsrc())
-            await receiver.receive(_receiveParameters(options.rtpParameters))
-            entry = _Receiver(
-                receiver, ConsumerTrack(receiver.track, options.trackId), options.rtpParameters
-            )
-            self._receivers[localId] = entry
-            if options.kind == "video":
-                self._spawn(self._requestKeyFrame(entry))
-            results.append(HandlerReceiveResult(localId=localId, track=entry.track))
-        return results
+        await self._connectOnce()
+        localId = self._nextLocalId()
+        receiver = RTCRtpReceiver(options.kind, connection.dtlsTransport)
+        compat.attachReceiverTrack(receiver, options.kind, options.trackId)
+        compat.setReceiverRtcpSsrc(receiver, self.generateSsrc())
+        await receiver.receive(_receiveParameters(options.rtpParameters))
+        entry = _Receiver(
+            receiver, ConsumerTrack(receiver.track, options.trackId), options.rtpParameters
+        )
+        self._receivers[localId] = entry
+        if options.kind == "video":
+            self.background.spawn(self._requestKeyFrame(entry), "the first key frame request")
+        return HandlerReceiveResult(localId=localId, track=entry.track)
 
-    async def stopReceiving(self, localIds: list[str]) -> None:
-        for localId in localIds:
-            entry = self._receivers.pop(localId, None)
-            if entry is not None:
-                await entry.receiver.stop()
+    async def stopReceiving(self, localId: str) -> None:
+        entry = self._receiver(localId)
+        del self._receivers[localId]
+        await entry.receiver.stop()
 
-    async def pauseReceiving(self, localIds: list[str]) -> None:
-        for localId in localIds:
-            entry = self._receiver(localId)
-            entry.paused = True
-            compat.setReceiverEnabled(entry.receiver, False)
+    async def pauseReceiving(self, localId: str) -> None:
+        entry = self._receiver(localId)
+        entry.paused = True
+        compat.setReceiverEnabled(entry.receiver, False)
 
-    async def resumeReceiving(self, localIds: list[str]) -> None:
-        for localId in localIds:
-            entry = self._receiver(localId)
-            entry.paused = False
-            compat.setReceiverEnabled(entry.receiver, True)
-            if entry.track.kind == "video":
-                self._spawn(self._requestKeyFrame(entry))
+    async def resumeReceiving(self, localId: str) -> None:
+        entry = self._receiver(localId)
+        entry.paused = False
+        compat.setReceiverEnabled(entry.receiver, True)
+        if entry.track.kind == "video":
+            self.background.spawn(self._requestKeyFrame(entry), "a key frame request")
 
     async def getReceiverStats(self, localId: str) -> StatsReport:
         entry = self._receiver(localId)
@@ -430,11 +399,10 @@ class AiortcHandler(HandlerInterface):
     async def receiveDataChannel(
         self, options: HandlerReceiveDataChannelOptions
     ) -> HandlerReceiveDataChannelResult:
-        connection = self._conn()
-        sctp = connection.sctpTransport
+        sctp = self._conn().sctpTransport
         if sctp is None:
             raise InvalidStateError("SCTP not enabled")
-        await connection.signal()
+        await self._connectOnce()
         params = options.sctpStreamParameters
         channel = RTCDataChannel(
             sctp,
@@ -467,40 +435,8 @@ class AiortcHandler(HandlerInterface):
         for ssrc in entry.mediaSsrcs:
             await compat.sendReceiverPli(entry.receiver, ssrc)
 
-    def _generateSsrc(self) -> int:
-        while True:
-            ssrc = random.randint(1, 0xFFFFFFFF)
-            if ssrc not in self._usedSsrcs:
-                self._usedSsrcs.add(ssrc)
-                return ssrc
-
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _conn(self) -> TransportConnection:
-        if self._closed:
-            raise InvalidStateError("closed")
+        self._checkOpen()
         if self._connection is None:
             raise InvalidStateError("handler not running")
         return self._connection
-
-    def _runOptions(self) -> HandlerRunOptions:
-        if self._options is None:
-            raise InvalidStateError("handler not running")
-        return self._options
-
-    def _sender(self, localId: str) -> ProducerSender:
-        self._conn()
-        try:
-            return self._senders[localId]
-        except KeyError:
-            raise InvalidStateError(f"no sender with localId {localId!r}") from None
-
-    def _receiver(self, localId: str) -> _Receiver:
-        self._conn()
-        try:
-            return self._receivers[localId]
-        except KeyError:
-            raise InvalidStateError(f"no receiver with localId {localId!r}") from None

@@ -24,6 +24,10 @@ class RtpPort(Protocol):
     async def waitConnected(self) -> None:
         """Return once connected; raise ``ConnectionError`` if the transport failed or closed."""
 
+    def send(self, packet: bytes) -> None:
+        """Protect (SRTP, or SRTCP by packet type) and send one serialised packet at once,
+        without awaiting. Raises ``ConnectionError`` when not connected."""
+
     async def sendRtp(self, packet: bytes) -> None:
         """Protect (SRTP) and send one serialised RTP packet.
 

@@ -1,9 +1,11 @@
-"""Audio: one track, one Opus encoder, one RTP stream.
+"""Audio: one source, one Opus encoder, one RTP stream.
 
-Source frames wait in a short bounded queue (the oldest is dropped if encoding falls behind)
-and are encoded in batches: one or two frames on the event loop, a backlog in a worker thread.
-RTP timestamps count encoded samples; after a gap (start, resume, new track) they jump by the
-wall-clock time that passed and the first packet carries the marker bit.
+Pure: source frames wait in a short bounded queue (the oldest is dropped when encoding falls
+behind) and are encoded in batches, one job at a time: one or two frames on the event loop
+(a 20 ms Opus frame takes ~0.15 ms, less than a hand-off to a worker thread costs a busy
+process), a backlog in a worker thread. RTP timestamps count encoded samples; after a gap
+(start, resume, new track) they jump by the time that passed and the first packet carries the
+marker bit.
 
 DTX (``opusDtx`` / ``usedtx`` or the encoding's ``dtx``): libopus as built here has no DTX
 switch, so the sender does it: once the input is silent it sends one packet, then one comfort
@@ -12,75 +14,77 @@ packet every 400 ms of media time, and nothing else until sound returns.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import av
-from aiortc.mediastreams import MediaStreamError
+import numpy as np
 
-from ..rtp_port import RtpPort
 from .clock import MediaClock
+from .config import SendConfig
 from .encoders import OPUS_SAMPLE_RATE, EncodedAudio, OpusEncoder, OpusSettings
-from .rtp_stream import RtpStream
-from .workers import audioExecutor
+from .pipeline import EncodeJob, SendActions, Stats
+from .rtp_stream import OutgoingRtp, RtpStream
+from .stats import outboundStats
 
 logger = logging.getLogger(__name__)
 
 DTX_COMFORT_INTERVAL = 0.4  # seconds
 # About one second of 20 ms source frames.
-_QUEUE_FRAMES = 50
-# Batches this small are encoded on the event loop: a 20 ms Opus frame takes ~0.15 ms, less
-# than a hand-off to a worker thread (wake-up, GIL, call_soon_threadsafe) costs a busy process.
-# Larger batches (a backlog) still go to the audio threads.
+QUEUE_FRAMES = 50
 INLINE_FRAMES = 2
 
 
-def _encodeJob(
-    encoder: OpusEncoder, frames: list[av.AudioFrame], reset: bool
-) -> list[EncodedAudio]:
-    if reset:
-        encoder.reset()
-    out: list[EncodedAudio] = []
-    for frame in frames:
-        out.extend(encoder.encode(frame))
-    return out
+@dataclass(slots=True)
+class _EncodeBatch:
+    encoder: OpusEncoder
+    frames: list[av.AudioFrame]
+    reset: bool
+
+    def __call__(self) -> list[EncodedAudio]:
+        if self.reset:
+            self.encoder.reset()
+        out: list[EncodedAudio] = []
+        for frame in self.frames:
+            out.extend(self.encoder.encode(frame))
+        return out
+
+
+def silentLike(frame: av.AudioFrame) -> av.AudioFrame:
+    """A frame of silence with the format, layout, rate and length of ``frame``."""
+    samples = frame.to_ndarray()
+    silent = av.AudioFrame.from_ndarray(
+        np.zeros_like(samples), format=frame.format.name, layout=frame.layout.name
+    )
+    silent.sample_rate = frame.sample_rate
+    silent.pts = frame.pts
+    silent.time_base = frame.time_base
+    return silent
 
 
 class AudioPipeline:
-    def __init__(
-        self,
-        *,
-        port: RtpPort,
-        track: Any,
-        stream: RtpStream,
-        settings: OpusSettings,
-        dtx: bool,
-        onTrackEnded: Callable[[Any], None],
-    ) -> None:
-        self._port = port
-        self._track = track
+    def __init__(self, config: SendConfig, stream: RtpStream) -> None:
+        assert config.opus is not None
         self.stream = stream
-        self.settings = settings
-        self.dtx = dtx
-        self._on_track_ended = onTrackEnded
-        self._encoder = OpusEncoder(settings)
+        self.settings: OpusSettings = config.opus
+        self.encoding = config.encodings[0]
+        self.dtx = config.dtx
+        self._encoder = OpusEncoder(self.settings)
         self._clock = MediaClock(OPUS_SAMPLE_RATE, strict=False)
-        self._queue: deque[av.AudioFrame] = deque(maxlen=_QUEUE_FRAMES)
-        self._wakeup = asyncio.Event()
-        self._paused = False
+        self._queue: deque[av.AudioFrame] = deque(maxlen=QUEUE_FRAMES)
+        self._busy = False
         self._started = False
+        self._paused = False
+        self._muted = False
+        self._has_track = True
         self._gap = True  # the encoder must forget buffered input
         self._resync = True  # the next packet sent starts a new run of timestamps
         self._epoch = 0
         self._in_dtx = False
         self._last_comfort = 0
-        self._reader: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
+        self._encode_failures = 0
         # Stats.
         self.framesDropped = 0
         self.packetsSuppressed = 0  # not sent because of DTX
@@ -89,35 +93,94 @@ class AudioPipeline:
     def paused(self) -> bool:
         return self._paused
 
-    def start(self) -> None:
+    @property
+    def sending(self) -> bool:
+        return self._started and not self._paused and self._has_track and self.encoding.active
+
+    # MediaPipeline.
+
+    def start(self, now: float) -> None:
         self._started = True
-        if self._sender is None:
-            self._sender = asyncio.ensure_future(self._send())
-        self._startReader()
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         self._started = False
-        self._epoch += 1
-        await self._stopReader()
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-            self._sender = None
-        self._queue.clear()
+        self._discard()
 
-    def pause(self) -> None:
+    def onFrame(self, frame: Any, now: float) -> SendActions:
+        actions = SendActions()
+        if not isinstance(frame, av.AudioFrame) or not self.sending:
+            return actions
+        if self._muted:
+            frame = silentLike(frame)
+        if len(self._queue) == self._queue.maxlen:
+            self.framesDropped += 1
+        self._queue.append(frame)
+        job = self._nextJob()
+        if job is not None:
+            actions.jobs.append(job)
+        return actions
+
+    def onEncoded(
+        self, job: EncodeJob, result: Any, error: BaseException | None, now: float
+    ) -> SendActions:
+        self._busy = False
+        actions = SendActions()
+        if error is not None:
+            # Logged once per run of failures; the next batch starts the encoder afresh.
+            if not self._encode_failures:
+                logger.error("audio encoding failed", exc_info=error)
+            self._encode_failures += 1
+            self._gap = True
+        elif job.epoch == self._epoch:
+            self._encode_failures = 0
+            for packet in result:
+                actions.packets.extend(self._packets(packet, now))
+        following = self._nextJob()
+        if following is not None:
+            actions.jobs.append(following)
+        return actions
+
+    def pause(self, now: float) -> None:
         self._paused = True
         self._discard()
 
-    def resume(self) -> None:
+    def resume(self, now: float) -> None:
         self._paused = False
 
-    async def replaceTrack(self, track: Any) -> None:
-        await self._stopReader()
-        self._track = track
+    def mute(self, muted: bool, now: float) -> None:
+        self._muted = muted
+
+    def replaceTrack(self, present: bool, now: float) -> None:
+        self._has_track = present
         self._discard()
-        self._startReader()
+
+    def setParameters(self, changes: list[dict[str, Any]], now: float) -> None:
+        if not changes:
+            return
+        change = changes[0]
+        was_sending = self.sending
+        self.encoding.update(change)
+        if "dtx" in change:
+            self.dtx = self.encoding.dtx
+        if was_sending and not self.sending:
+            self._discard()
+
+    def requestKeyFrame(self, ssrc: int | None, now: float) -> None:
+        return None  # every Opus packet decodes on its own
+
+    def onBandwidthEstimate(self, bitrate: int, ssrcs: list[int], now: float) -> None:
+        return None  # the Opus bitrate is the codec options'
+
+    def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:
+        entry = outboundStats(
+            self.stream, kind="audio", codecId=codecId, timestamp=timestamp, active=self.sending
+        )
+        entry["targetBitrate"] = self.settings.bitrate
+        entry["dtxPacketsSuppressed"] = self.packetsSuppressed
+        entry["framesDropped"] = self.framesDropped
+        return [entry]
+
+    # Internals.
 
     def _discard(self) -> None:
         # Whatever is queued or being encoded belongs to before the gap: never send it.
@@ -126,73 +189,22 @@ class AudioPipeline:
         self._gap = True
         self._resync = True
 
-    def _startReader(self) -> None:
-        if self._started and self._track is not None and self._reader is None:
-            self._reader = asyncio.ensure_future(self._read(self._track))
+    def _nextJob(self) -> EncodeJob | None:
+        if self._busy or not self._queue:
+            return None
+        frames = list(self._queue)
+        self._queue.clear()
+        gap, self._gap = self._gap, False
+        self._busy = True
+        return EncodeJob(
+            owner=self,
+            epoch=self._epoch,
+            run=_EncodeBatch(self._encoder, frames, gap),
+            inline=len(frames) <= INLINE_FRAMES,
+            pool="audio",
+        )
 
-    async def _stopReader(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-
-    async def _read(self, track: Any) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                self._on_track_ended(track)
-                return
-            except Exception:
-                # A broken source is as good as ended: say so rather than die silently.
-                logger.exception("reading the %s track failed", track.kind)
-                self._on_track_ended(track)
-                return
-            if not isinstance(frame, av.AudioFrame) or self._paused:
-                continue
-            if not self._port.connected:
-                continue
-            if len(self._queue) == self._queue.maxlen:
-                self.framesDropped += 1
-            self._queue.append(frame)
-            self._wakeup.set()
-
-    async def _send(self) -> None:
-        loop = asyncio.get_running_loop()
-        executor = audioExecutor()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if not self._queue:
-                continue
-            frames = list(self._queue)
-            self._queue.clear()
-            epoch = self._epoch
-            gap, self._gap = self._gap, False
-            try:
-                if len(frames) <= INLINE_FRAMES:
-                    encoded = _encodeJob(self._encoder, frames, gap)
-                else:
-                    encoded = await loop.run_in_executor(
-                        executor, _encodeJob, self._encoder, frames, gap
-                    )
-            except Exception:
-                logger.exception("audio encoding failed")
-                self._gap = True
-                continue
-            if epoch != self._epoch:
-                continue
-            try:
-                for packet in encoded:
-                    await self._sendPacket(packet)
-                    if epoch != self._epoch:
-                        break
-            except Exception:
-                logger.exception("sending audio failed")
-
-    async def _sendPacket(self, packet: EncodedAudio) -> None:
-        now = time.monotonic()
+    def _packets(self, packet: EncodedAudio, now: float) -> list[OutgoingRtp]:
         talkSpurtStart = False
         if self._resync:
             # First packet after a gap (the encoder may have buffered the first frames).
@@ -205,17 +217,18 @@ class AudioPipeline:
             comfort_due = timestamp - self._last_comfort >= DTX_COMFORT_INTERVAL * OPUS_SAMPLE_RATE
             if self._in_dtx and not comfort_due:
                 self.packetsSuppressed += 1
-                return
+                return []
             self._in_dtx = True
             self._last_comfort = timestamp
         elif self._in_dtx:
             # Sound is back after DTX: a new talk spurt.
             self._in_dtx = False
             talkSpurtStart = True
-        await self.stream.sendFrame(
+        return self.stream.framePackets(
             [packet.payload],
             timestamp=timestamp,
             captureTime=now,
+            now=now,
             talkSpurtStart=talkSpurtStart,
             audioLevel=packet.level if self.stream.writesAudioLevel else None,
             voice=not packet.silent,

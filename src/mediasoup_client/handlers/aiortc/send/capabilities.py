@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import copy
 
+from ....rtp_extensions import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_RID, URI_RRID
 from ....types import RtcpFeedback, RtpCapabilities, RtpCodecCapability, RtpHeaderExtension
 from .encoders import vp9Available
-
-URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-URI_RRID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
-URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 _VIDEO_FEEDBACK: list[RtcpFeedback] = [
     {"type": "goog-remb", "parameter": ""},

@@ -57,20 +57,64 @@ class EncodedFrame:
     keyFrame: bool
     width: int
     height: int
+    temporalLayer: int = 0
+    # The frame references only base-layer (TL0) frames: a receiver may switch up here.
+    layerSync: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TemporalPattern:
+    """libvpx's fixed temporal layering (FFmpeg ``ts_layering_mode``): which layer each frame
+    of the period belongs to, which frames refer only to TL0, and the cumulative share of the
+    bitrate up to each layer (libwebrtc's split)."""
+
+    mode: int
+    layerIds: tuple[int, ...]
+    sync: tuple[bool, ...]
+    cumulativeShare: tuple[float, ...]
+
+    def parameters(self, bitrate: int) -> str:
+        kbps = ",".join(str(max(1, int(bitrate * share / 1000))) for share in self.cumulativeShare)
+        layers = len(self.cumulativeShare)
+        decimators = ",".join(str(2 ** (layers - 1 - i)) for i in range(layers))
+        # ts_layering_mode must come last: it completes the configuration.
+        return (
+            f"ts_number_layers={layers}:ts_target_bitrate={kbps}:"
+            f"ts_rate_decimator={decimators}:ts_periodicity={len(self.layerIds)}:"
+            f"ts_layer_id={','.join(map(str, self.layerIds))}:ts_layering_mode={self.mode}"
+        )
+
+
+# Mode 2: TL0 refers to TL0, TL1 to TL0 only. Mode 3 (0-2-1-2): TL0 and the first TL2 and the
+# TL1 frame refer to TL0 only; the second TL2 frame refers to TL1.
+TEMPORAL_PATTERNS: dict[int, TemporalPattern] = {
+    2: TemporalPattern(2, (0, 1), (True, True), (0.6, 1.0)),
+    3: TemporalPattern(3, (0, 2, 1, 2), (True, True, True, False), (0.4, 0.6, 1.0)),
+}
 
 
 class VideoEncoder:
-    """One video encoder for one layer; reopened when the size or the bitrate changes."""
+    """One video encoder for one layer; reopened when the size or the bitrate changes.
 
-    def __init__(self, mimeType: str) -> None:
+    With ``temporalLayers`` > 1 (VP8 only) libvpx cycles through a fixed pattern of temporal
+    layers, one step per frame handed to it, starting afresh whenever it is (re)opened; the
+    encoder counts the frames to label each output with its layer."""
+
+    def __init__(self, mimeType: str, *, temporalLayers: int = 1) -> None:
         name = mimeType.lower()
         if name not in ("video/vp8", "video/vp9", "video/h264"):
             raise ValueError(f"cannot encode {mimeType}")
+        if temporalLayers > 1 and (
+            name != "video/vp8" or temporalLayers not in TEMPORAL_PATTERNS
+        ):
+            raise ValueError(f"cannot encode {temporalLayers} temporal layers with {mimeType}")
         self.mimeType = name
+        self._pattern = TEMPORAL_PATTERNS.get(temporalLayers)
         self._codec: Any = None
         self._width = 0
         self._height = 0
         self._bitrate = 0
+        self._frame_index = 0  # frames handed to the open encoder
         self.implementation = {
             "video/vp8": "libvpx",
             "video/vp9": "libvpx-vp9",
@@ -80,6 +124,15 @@ class VideoEncoder:
     @property
     def bitrate(self) -> int:
         return self._bitrate
+
+    @property
+    def atPatternStart(self) -> bool:
+        """The next frame starts a temporal pattern period (always true without layers, and
+        when the encoder is closed: opening starts a period)."""
+        pattern = self._pattern
+        if pattern is None or self._codec is None:
+            return True
+        return self._frame_index % len(pattern.layerIds) == 0
 
     def close(self) -> None:
         self._codec = None
@@ -102,6 +155,8 @@ class VideoEncoder:
         # Reset the picture type: libvpx keeps the source's, which can make every frame a key
         # frame (ENGINE_NOTES "VP8 trap").
         frame.pict_type = _PICTURE_TYPE.I if keyFrame else _PICTURE_TYPE.NONE
+        slot = self._frame_index
+        self._frame_index += 1
         data = b""
         key = False
         for packet in codec.encode(frame):
@@ -109,7 +164,13 @@ class VideoEncoder:
             key = key or bool(packet.is_keyframe)
         if not data:
             return None
-        return EncodedFrame(data=data, keyFrame=key, width=width, height=height)
+        encoded = EncodedFrame(data=data, keyFrame=key, width=width, height=height)
+        pattern = self._pattern
+        if pattern is not None:
+            position = slot % len(pattern.layerIds)
+            encoded.temporalLayer = 0 if key else pattern.layerIds[position]
+            encoded.layerSync = key or pattern.sync[position]
+        return encoded
 
     def _open(self, width: int, height: int, bitrate: int, framerate: float) -> None:
         # Typed as Any: PyAV's stubs describe the generic CodecContext, not the video one.
@@ -170,8 +231,11 @@ class VideoEncoder:
                 "maxrate": rate,
                 "bufsize": str(bitrate // 2),
             }
+        if self._pattern is not None:
+            codec.options = {**codec.options, "ts-parameters": self._pattern.parameters(bitrate)}
         codec.open()
         self._codec = codec
+        self._frame_index = 0
         self._width, self._height, self._bitrate = width, height, bitrate
 
 

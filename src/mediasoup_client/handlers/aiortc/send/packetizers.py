@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+from .encoders import EncodedFrame
+
 # RTP payload budget: 1500-byte MTU minus IP/UDP (28), RTP header + extensions (~40),
 # SRTP tag (10) and the RTX OSN (2), with room to spare.
 MAX_PAYLOAD = 1200
@@ -25,25 +27,29 @@ def _split(data: bytes, room: int) -> list[bytes]:
 
 
 class Packetizer:
-    def packetize(self, frame: bytes, keyFrame: bool, width: int, height: int) -> list[bytes]:
+    def packetize(self, encoded: EncodedFrame) -> list[bytes]:
         raise NotImplementedError
 
 
 class Vp8Packetizer(Packetizer):
-    """Extended descriptor with a 15-bit PictureID, TL0PICIDX and TID: mediasoup only parses
-    extended descriptors, and needs them to detect key frames and switch simulcast layers."""
+    """Extended descriptor with a 15-bit PictureID, TL0PICIDX, TID and Y: mediasoup only parses
+    extended descriptors, and needs them to detect key frames, switch simulcast layers and
+    drop temporal layers (TL0PICIDX counts base-layer frames; Y marks frames that refer only
+    to the base layer, where a receiver may move up)."""
 
     def __init__(self) -> None:
         self._picture_id = random.randint(0, 0x7FFF)
         self._tl0_pic_idx = random.randint(0, 0xFF)
 
-    def packetize(self, frame: bytes, keyFrame: bool, width: int, height: int) -> list[bytes]:
+    def packetize(self, encoded: EncodedFrame) -> list[bytes]:
         pid = self._picture_id
-        # I|L|T set; TID 0 with Y (layer sync) since every frame is a base-layer frame.
-        tail = bytes([0xE0, 0x80 | (pid >> 8), pid & 0xFF, self._tl0_pic_idx, 0x20])
         self._picture_id = (pid + 1) & 0x7FFF
-        self._tl0_pic_idx = (self._tl0_pic_idx + 1) & 0xFF
-        chunks = _split(frame, MAX_PAYLOAD - 1 - len(tail))
+        if encoded.temporalLayer == 0:
+            self._tl0_pic_idx = (self._tl0_pic_idx + 1) & 0xFF
+        tid = (encoded.temporalLayer & 0x03) << 6 | (0x20 if encoded.layerSync else 0)
+        # I|L|T set.
+        tail = bytes([0xE0, 0x80 | (pid >> 8), pid & 0xFF, self._tl0_pic_idx, tid])
+        chunks = _split(encoded.data, MAX_PAYLOAD - 1 - len(tail))
         # X (extended) always; S (start of partition) on the first packet only.
         return [bytes([0x90 if i == 0 else 0x80]) + tail + c for i, c in enumerate(chunks)]
 
@@ -56,7 +62,8 @@ class Vp9Packetizer(Packetizer):
         self._picture_id = random.randint(0, 0x7FFF)
         self._tl0_pic_idx = random.randint(0, 0xFF)
 
-    def packetize(self, frame: bytes, keyFrame: bool, width: int, height: int) -> list[bytes]:
+    def packetize(self, encoded: EncodedFrame) -> list[bytes]:
+        keyFrame, width, height = encoded.keyFrame, encoded.width, encoded.height
         pid = self._picture_id
         common = bytes([0x80 | (pid >> 8), pid & 0xFF, 0x00, self._tl0_pic_idx])
         self._picture_id = (pid + 1) & 0x7FFF
@@ -65,7 +72,7 @@ class Vp9Packetizer(Packetizer):
         if keyFrame:
             # N_S = 0 (one spatial layer), Y = 1 (resolution present), G = 0.
             ss = bytes([0x10]) + width.to_bytes(2, "big") + height.to_bytes(2, "big")
-        chunks = _split(frame, MAX_PAYLOAD - 1 - len(common) - len(ss))
+        chunks = _split(encoded.data, MAX_PAYLOAD - 1 - len(common) - len(ss))
         payloads: list[bytes] = []
         last = len(chunks) - 1
         for i, chunk in enumerate(chunks):
@@ -104,7 +111,7 @@ class H264Packetizer(Packetizer):
     """Packetization mode 1: small NAL units (SPS, PPS, small slices) share STAP-A packets,
     large ones are split into FU-A fragments. SEI and AUD units are dropped."""
 
-    def packetize(self, frame: bytes, keyFrame: bool, width: int, height: int) -> list[bytes]:
+    def packetize(self, encoded: EncodedFrame) -> list[bytes]:
         payloads: list[bytes] = []
         pending: list[bytes] = []
         pending_size = 1
@@ -122,7 +129,7 @@ class H264Packetizer(Packetizer):
             pending.clear()
             pending_size = 1
 
-        for nal in splitAnnexB(frame):
+        for nal in splitAnnexB(encoded.data):
             nal_type = nal[0] & 0x1F
             if nal_type in (_NAL_SEI, _NAL_AUD):
                 continue

@@ -11,7 +11,7 @@ import struct
 import time
 from collections.abc import Mapping
 
-from .capabilities import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_RID, URI_RRID
+from ....rtp_extensions import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_RID, URI_RRID
 
 # Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 NTP_EPOCH_OFFSET = 2208988800

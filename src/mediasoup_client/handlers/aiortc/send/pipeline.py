@@ -1,0 +1,82 @@
+"""What the pure send core hands to its driver: actions (packets to send, encode jobs to run),
+and the one protocol every media pipeline (audio, video) implements.
+
+Cores never read the clock, sleep, or own tasks: every input carries ``now`` (monotonic
+seconds) and every output is a ``SendActions``. The asyncio driver (``scheduler.py``) runs the
+encode jobs on its executor (or inline, when a job says it is cheap), sends the packets, and
+feeds the results back with ``onEncoded``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .rtp_stream import OutgoingRtp
+
+Stats = dict[str, Any]
+
+
+@dataclass(slots=True)
+class EncodeJob:
+    """Work for an encoder: ``run()`` is called once, in a worker thread unless ``inline``;
+    its result (or exception) goes back to ``owner``'s pipeline through ``onEncoded``."""
+
+    owner: object
+    epoch: int
+    run: Callable[[], Any]
+    inline: bool = False
+    pool: str = "video"  # which encoder threads: audio never waits behind a video frame
+
+
+@dataclass(slots=True)
+class SendActions:
+    packets: list[OutgoingRtp] = field(default_factory=list)
+    jobs: list[EncodeJob] = field(default_factory=list)
+
+    def add(self, other: SendActions) -> SendActions:
+        self.packets.extend(other.packets)
+        self.jobs.extend(other.jobs)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.packets or self.jobs)
+
+
+
+class MediaPipeline(Protocol):
+    """One producer's media: reads frames, decides what to encode and when, packetises.
+
+    Controls take effect at once: ``pause`` drops whatever is queued or being encoded;
+    ``mute`` replaces the source by black video or silence (a disabled track); coming back
+    from either starts video with a key frame and audio with a new talk spurt.
+    """
+
+    def start(self, now: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def onFrame(self, frame: Any, now: float) -> SendActions: ...
+
+    def onEncoded(
+        self, job: EncodeJob, result: Any, error: BaseException | None, now: float
+    ) -> SendActions: ...
+
+    def pause(self, now: float) -> None: ...
+
+    def resume(self, now: float) -> None: ...
+
+    def mute(self, muted: bool, now: float) -> None: ...
+
+    def replaceTrack(self, present: bool, now: float) -> None: ...
+
+    def setParameters(self, changes: list[dict[str, Any]], now: float) -> None: ...
+
+    def requestKeyFrame(self, ssrc: int | None, now: float) -> None: ...
+
+    def onBandwidthEstimate(self, bitrate: int, ssrcs: list[int], now: float) -> None: ...
+
+    def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:
+        """One outbound-rtp entry per encoding (``timestamp`` in ms of wall time)."""
+        ...

@@ -1,0 +1,388 @@
+"""The asyncio layer of the send path: one ``SendScheduler`` per transport drives every
+producer's pure core (``ProducerSender``).
+
+It owns what the cores must not: the clock and timers, the encoder executor, the track reader
+tasks, and the port. Frames, encode results and RTCP go into the cores with the time; the
+packets they return are serialised and sent at once (this is where a pacer sits), and one
+timer per transport sends every stream's sender reports. Clock, timers, executor and track
+readers are injected, so tests drive it all synchronously with a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiortc.mediastreams import MediaStreamError
+
+from ....background import BackgroundWork
+from ....types import RtpEncodingParameters, StatsReport
+from ..rtp_port import RtpPort
+from .pipeline import EncodeJob, SendActions
+from .producer_sender import ProducerSender
+from .rtp_header import ntpTime
+from .rtp_stream import OutgoingRtp
+from .workers import audioExecutor, videoExecutor
+
+logger = logging.getLogger(__name__)
+
+RTCP_TICK = 0.25  # seconds between sender-report checks
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds."""
+
+    def wallTime(self) -> float:
+        """Unix seconds (for NTP timestamps and stats)."""
+
+    def callLater(self, delay: float, callback: Callable[[], None]) -> TimerHandle: ...
+
+
+class LoopClock:
+    """The real clock: ``time.monotonic``/``time.time`` and the running loop's timers."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wallTime(self) -> float:
+        return time.time()
+
+    def callLater(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(delay, callback)
+
+
+JobDone = Callable[[Any, BaseException | None], None]
+
+
+class JobRunner(Protocol):
+    def run(self, job: EncodeJob, done: JobDone) -> None:
+        """Run ``job.run()`` and call ``done(result, error)`` on the event loop."""
+
+
+def _runNow(job: EncodeJob, done: JobDone) -> None:
+    try:
+        result = job.run()
+    except Exception as error:
+        done(None, error)
+    else:
+        done(result, None)
+
+
+class ExecutorJobRunner:
+    """Inline jobs on the loop; others on the encoder thread pools (video, audio)."""
+
+    def run(self, job: EncodeJob, done: JobDone) -> None:
+        if job.inline:
+            _runNow(job, done)
+            return
+        executor = audioExecutor() if job.pool == "audio" else videoExecutor()
+        future = asyncio.get_running_loop().run_in_executor(executor, job.run)
+
+        def finished(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                return
+            error = f.exception()
+            done(None if error else f.result(), error)
+
+        future.add_done_callback(finished)
+
+
+class InlineJobRunner:
+    """Every job at once, on the caller's thread (deterministic tests)."""
+
+    def run(self, job: EncodeJob, done: JobDone) -> None:
+        _runNow(job, done)
+
+
+class Reader(Protocol):
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+FrameCallback = Callable[[Any], None]
+EndedCallback = Callable[[BaseException | None], None]
+ReaderFactory = Callable[[Any, FrameCallback, EndedCallback], Reader]
+
+
+class TrackReader:
+    """Reads one track until it ends: every frame to ``onFrame``; the end (``MediaStreamError``,
+    or any other failure of ``recv()``, as its cause) to ``onEnded`` once."""
+
+    def __init__(self, track: Any, onFrame: FrameCallback, onEnded: EndedCallback) -> None:
+        self._track = track
+        self._on_frame = onFrame
+        self._on_ended = onEnded
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._read())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                frame = await self._track.recv()
+            except MediaStreamError:
+                self._on_ended(None)
+                return
+            except Exception as error:
+                # A broken source is as good as ended: say so rather than die silently.
+                self._on_ended(error)
+                return
+            self._on_frame(frame)
+
+
+class SendScheduler:
+    """Drives the producers of one transport over its ``RtpPort``."""
+
+    def __init__(
+        self,
+        port: RtpPort,
+        *,
+        clock: Clock | None = None,
+        runner: JobRunner | None = None,
+        readerFactory: ReaderFactory | None = None,
+    ) -> None:
+        self.port = port
+        self.clock: Clock = clock or LoopClock()
+        self.runner: JobRunner = runner or ExecutorJobRunner()
+        self.readerFactory: ReaderFactory = readerFactory or TrackReader
+        self.background = BackgroundWork("send scheduler")
+        self._producers: list[ScheduledProducer] = []
+        self._timer: TimerHandle | None = None
+
+    def add(
+        self, sender: ProducerSender, track: Any, onTrackEnded: Callable[[], None]
+    ) -> ScheduledProducer:
+        producer = ScheduledProducer(self, sender, track, onTrackEnded)
+        self._producers.append(producer)
+        if self._timer is None:
+            self._timer = self.clock.callLater(RTCP_TICK, self._tick)
+        return producer
+
+    def remove(self, producer: ScheduledProducer) -> None:
+        if producer in self._producers:
+            self._producers.remove(producer)
+        if not self._producers and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def apply(self, producer: ScheduledProducer, actions: SendActions) -> None:
+        """Send the packets, run the jobs; results come back through the producer."""
+        if actions.packets:
+            self.sendPackets(actions.packets)
+        for job in actions.jobs:
+            self.runner.run(job, producer.jobDone(job))
+
+    def sendPackets(self, packets: list[OutgoingRtp]) -> None:
+        port = self.port
+        if not port.connected:
+            return
+        wall = self.clock.wallTime()
+        ntp = ntpTime(wall)
+        for packet in packets:
+            data = packet.serialize(ntp)
+            try:
+                port.send(data)
+            except ConnectionError:
+                return
+            packet.stream.onSent(packet, len(data) - len(packet.payload), wall)
+
+    def sendRtcp(self, packet: bytes) -> None:
+        if self.port.connected:
+            with contextlib.suppress(ConnectionError):
+                self.port.send(packet)
+
+    def _tick(self) -> None:
+        self._timer = self.clock.callLater(RTCP_TICK, self._tick)
+        if not self.port.connected:
+            return
+        now = self.clock.now()
+        ntp = ntpTime(self.clock.wallTime())
+        for producer in list(self._producers):
+            for report in producer.sender.senderReports(now, ntp):
+                self.sendRtcp(report)
+
+
+class ScheduledProducer:
+    """One producer on its transport's scheduler: the handler's handle for it."""
+
+    def __init__(
+        self,
+        scheduler: SendScheduler,
+        sender: ProducerSender,
+        track: Any,
+        onTrackEnded: Callable[[], None],
+    ) -> None:
+        self._scheduler = scheduler
+        self.sender = sender
+        self._track = track
+        self._on_track_ended = onTrackEnded
+        self._reader: Reader | None = None
+        self._started = False
+        self._closed = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._ended_tracks: set[int] = set()
+
+    @property
+    def track(self) -> Any:
+        return self._track
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def paused(self) -> bool:
+        return self.sender.paused
+
+    @property
+    def encodings(self) -> list[RtpEncodingParameters]:
+        return self.sender.encodings
+
+    @property
+    def ssrcs(self) -> list[int]:
+        return self.sender.ssrcs
+
+    def start(self) -> None:
+        """Begin once the port is connected (nothing is read before): at once if it is."""
+        if self._closed or self._unsubscribe is not None:
+            return
+        port = self._scheduler.port
+        self._unsubscribe = port.listenRtcp(self.ssrcs, self._onRtcp)
+        if port.connected:
+            self._begin()
+        else:
+            self._scheduler.background.spawn(self._waitAndBegin(), "starting a sender")
+
+    async def stop(self) -> None:
+        """Stop for good: no more RTP; RTCP BYE for the streams that sent. The track is the
+        Producer's to stop."""
+        if self._closed:
+            return
+        self._closed = True
+        self._scheduler.remove(self)
+        await self._stopReader()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        bye = self.sender.stop()
+        if bye is not None:
+            self._scheduler.sendRtcp(bye)
+
+    def pause(self) -> None:
+        self.sender.pause(self._now())
+
+    def resume(self) -> None:
+        self.sender.resume(self._now())
+
+    async def replaceTrack(self, track: Any) -> None:
+        """Send ``track`` from now on (None: send nothing)."""
+        if self._closed:
+            return
+        await self._stopReader()
+        self._track = track
+        self.sender.replaceTrack(track is not None, self._now())
+        self._startReader()
+
+    def setMaxSpatialLayer(self, spatialLayer: int) -> None:
+        self.sender.setMaxSpatialLayer(spatialLayer, self._now())
+
+    def setRtpEncodingParameters(self, params: dict[str, Any]) -> None:
+        self.sender.setRtpEncodingParameters(params, self._now())
+
+    def requestKeyFrame(self) -> None:
+        self.sender.requestKeyFrame(self._now())
+
+    def getStats(self) -> StatsReport:
+        clock = self._scheduler.clock
+        return self.sender.getStats(clock.now(), clock.wallTime())
+
+    def jobDone(self, job: EncodeJob) -> Callable[[Any, BaseException | None], None]:
+        def done(result: Any, error: BaseException | None) -> None:
+            if self._closed:
+                return
+            self._apply(self.sender.onEncoded(job, result, error, self._now()))
+
+        return done
+
+    # Internals.
+
+    def _now(self) -> float:
+        return self._scheduler.clock.now()
+
+    def _apply(self, actions: SendActions) -> None:
+        if actions:
+            self._scheduler.apply(self, actions)
+
+    async def _waitAndBegin(self) -> None:
+        try:
+            await self._scheduler.port.waitConnected()
+        except ConnectionError:
+            logger.debug("transport closed before the sender could start")
+            return
+        if not self._closed:
+            self._begin()
+
+    def _begin(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.sender.start(self._now())
+        self._startReader()
+
+    def _startReader(self) -> None:
+        track = self._track
+        if not self._started or self._closed or track is None or self._reader is not None:
+            return
+        self._reader = self._scheduler.readerFactory(
+            track,
+            self._onFrame,
+            lambda error: self._onEnded(track, error),
+        )
+        self._reader.start()
+
+    async def _stopReader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.stop()
+
+    def _onFrame(self, frame: Any) -> None:
+        if self._closed or not self._scheduler.port.connected:
+            return  # dropped, never queued, while the transport is down
+        self._apply(self.sender.onFrame(frame, self._now()))
+
+    def _onRtcp(self, packet: Any) -> None:
+        if self._closed:
+            return
+        clock = self._scheduler.clock
+        wall = clock.wallTime()
+        self._apply(self.sender.onRtcp(packet, clock.now(), wall, ntpTime(wall)))
+
+    def _onEnded(self, track: Any, error: BaseException | None) -> None:
+        if error is not None:
+            logger.error(
+                "reading the %s track failed; it counts as ended", self.sender.kind,
+                exc_info=error,
+            )  # fmt: skip
+        if track is not self._track or id(track) in self._ended_tracks or self._closed:
+            return
+        self._ended_tracks.add(id(track))
+        self._on_track_ended()

@@ -1,0 +1,150 @@
+"""What Producer and Consumer share: identity, one track and its ``ended`` event, pause state,
+``appData``, the observer, and closing (by the app, or with the transport)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from .background import BackgroundWork
+from .enhanced_events import EnhancedEventEmitter
+from .handlers.handler_interface import MediaTrack
+from .types import AppData, MediaKind, RtpParameters
+
+logger = logging.getLogger(__name__)
+
+
+class MediaEndpoint(EnhancedEventEmitter):
+    """Events: ``transportclose``, ``trackended``. Observer: ``close pause resume trackended``."""
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        localId: str,
+        kind: MediaKind,
+        track: MediaTrack | None,
+        rtpParameters: RtpParameters,
+        appData: AppData | None,
+        stopTracks: bool,
+    ) -> None:
+        super().__init__()
+        self._id = id
+        self._localId = localId
+        self._kind: MediaKind = kind
+        self._track: MediaTrack | None = track
+        self._rtpParameters = rtpParameters
+        self._closed = False
+        self._paused = False
+        self._stopTracks = stopTracks
+        self._appData: AppData = appData if appData is not None else {}
+        self._observer = EnhancedEventEmitter()
+        # pause()/resume() are synchronous in mediasoup-client; their engine work is queued.
+        self._background = BackgroundWork(f"{type(self).__name__.lower()} {id}")
+        self._endedTracks: set[int] = set()
+        self._handleTrack()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def localId(self) -> str:
+        return self._localId
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def kind(self) -> MediaKind:
+        return self._kind
+
+    @property
+    def rtpParameters(self) -> RtpParameters:
+        return self._rtpParameters
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def appData(self) -> AppData:
+        return self._appData
+
+    @appData.setter
+    def appData(self, appData: AppData) -> None:
+        self._appData = appData
+
+    @property
+    def observer(self) -> EnhancedEventEmitter:
+        return self._observer
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._destroyTrack()
+        self._onClose()
+        self._finish(event=None)
+
+    def transportClosed(self) -> None:
+        """Called by the Transport when it closes: the engine is going away underneath."""
+        if self._closed:
+            return
+        self._closed = True
+        self._destroyTrack()
+        self._finish(event="transportclose")
+
+    def trackEnded(self, track: Any = None) -> None:
+        """The track ended or failed (its own ``ended`` event, or the engine saw it): emits
+        ``trackended`` once per track."""
+        current = self._track
+        if self._closed or current is None or (track is not None and track is not current):
+            return
+        if id(current) in self._endedTracks:
+            return
+        self._endedTracks.add(id(current))
+        self.safeEmit("trackended")
+        self._observer.safeEmit("trackended")
+
+    # For subclasses.
+
+    def _onClose(self) -> None:
+        """The app closed this endpoint: tell the transport."""
+
+    def _setTrack(self, track: MediaTrack | None) -> None:
+        self._destroyTrack()
+        self._track = track
+        self._handleTrack()
+
+    def _finish(self, event: str | None) -> None:
+        if event is not None:
+            self.safeEmit(event)
+        self._observer.safeEmit("close")
+        self.remove_all_listeners()
+        self._observer.remove_all_listeners()
+
+    def _handleTrack(self) -> None:
+        if self._track is not None:
+            self._track.on("ended", self._onTrackEndedEvent)
+
+    def _onTrackEndedEvent(self) -> None:
+        self.trackEnded()
+
+    def _destroyTrack(self) -> None:
+        track = self._track
+        if track is None:
+            return
+        with contextlib.suppress(Exception):  # pyee raises when the listener is already gone
+            track.remove_listener("ended", self._onTrackEndedEvent)
+        if self._stopTracks:
+            stopQuietly(track)
+
+
+def stopQuietly(track: MediaTrack) -> None:
+    try:
+        track.stop()
+    except Exception:
+        logger.debug("stopping track %s failed", track.id, exc_info=True)
