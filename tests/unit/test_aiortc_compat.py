@@ -6,6 +6,7 @@ ported to the new aiortc (the pinned versions are in pyproject.toml).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import aioice
@@ -109,3 +110,44 @@ def test_ice_servers_can_be_replaced_before_gathering() -> None:
     assert connection.turn_transport == "tcp" and connection.turn_ssl is False, UPGRADE_HINT
     compat.setIceServers(gatherer, [])
     assert connection.stun_server is None and connection.turn_server is None, UPGRADE_HINT
+
+
+async def test_immediate_send_and_consent_checks_on_a_connected_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.ice_dtls_peer import RouterSide, clientFor, restrictToLoopback
+
+    restrictToLoopback(monkeypatch)
+    router = RouterSide()
+    await router.gather()
+    client = clientFor(router)
+    received: list[bytes] = []
+    arrived = asyncio.Event()
+
+    class Receiver:
+        def _handle_rtp_packet(self, packet: object, arrival_time_ms: int) -> None:
+            received.append(bytes(packet.payload))  # type: ignore[attr-defined]
+            arrived.set()
+
+    try:
+        await client.signal()
+        await client.waitConnected()
+        assert hasattr(router.dtls, "_rtp_router"), UPGRADE_HINT
+        router.dtls._rtp_router.register_receiver(Receiver(), ssrcs=[4321], payload_types=[96])
+        before = compat.dtlsStats(client.dtlsTransport)
+        sent_before = next(iter(before.values())).packetsSent
+        packet = aiortc.rtp.RtpPacket(payload_type=96, sequence_number=1, ssrc=4321)
+        packet.payload = b"hello"
+        compat.sendRtpNow(client.dtlsTransport, packet.serialize())
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert received == [b"hello"], UPGRADE_HINT  # SRTP-protected, decrypted by the peer
+        after = next(iter(compat.dtlsStats(client.dtlsTransport).values())).packetsSent
+        assert after == sent_before + 1, UPGRADE_HINT
+        assert await compat.checkConsent(client._ice), UPGRADE_HINT
+        router.blackhole(True)
+        assert not await compat.checkConsent(client._ice), UPGRADE_HINT
+    finally:
+        await client.close()
+        await router.close()
+    with pytest.raises(ConnectionError):
+        compat.sendRtpNow(client.dtlsTransport, packet.serialize())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from aioice import stun
 from aiortc import (
     RTCDtlsTransport,
     RTCIceGatherer,
@@ -49,6 +50,25 @@ def nominatedAddresses(transport: RTCIceTransport) -> tuple[str, str] | None:
         return None
     local, remote = pair.local_candidate, pair.remote_candidate
     return f"{local.host}:{local.port}", f"{remote.host}:{remote.port}"
+
+
+async def checkConsent(transport: RTCIceTransport) -> bool:
+    """One consent check (RFC 7675: a STUN binding request, not retransmitted) on the
+    selected pair; True when the peer answered. aioice's own checks only run every ~5 s and
+    say nothing until they have failed for ~30 s."""
+    connection = transport._connection
+    pair = connection._nominated.get(1)
+    password = connection.remote_password
+    if pair is None or password is None:
+        return False
+    request = connection.build_request(pair, nominate=False)
+    try:
+        await pair.protocol.request(
+            request, pair.remote_addr, integrity_key=password.encode("utf8"), retransmissions=0
+        )
+    except (stun.TransactionError, ConnectionError, OSError):
+        return False
+    return True
 
 
 def restartIceCredentials(transport: RTCIceTransport, usernameFragment: str, password: str) -> None:

@@ -4,6 +4,9 @@ mediasoup's ICE-lite), DTLS with the server's fingerprints, SRTP, and SCTP when 
 Connection is lazy and in two steps: ``signal()`` gathers and hands our DTLS parameters to the
 app's ``connect`` handler (awaited once); ICE and DTLS then run in the background and
 ``waitConnected()`` waits for them. It is also the ``RtpPort`` of every sender and receiver.
+
+``connectionState`` comes from one place, ``ConnectionStateMachine`` (connection_state.py),
+fed with the ICE and DTLS states and the liveness monitor's verdict.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from aiortc import (
 )
 from pyee.asyncio import AsyncIOEventEmitter
 
+from ...background import BackgroundWork
 from ...types import (
     ConnectionState,
     DtlsParameters,
@@ -43,14 +47,11 @@ from ...types import (
     StatsReport,
 )
 from . import compat
+from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
 from .rtp_port import RtcpListener, RtcpPacket
 
 logger = logging.getLogger(__name__)
 
-# The router answers what we send (RTCP reports, SCTP acks) within a second or two; this much
-# silence while we keep sending means it is gone or unreachable.
-SILENCE_BEFORE_DISCONNECTED = 5.0
-LIVENESS_INTERVAL = 1.0
 NOMINATION_POLL_INTERVAL = 0.002
 
 
@@ -94,8 +95,10 @@ class TransportConnection(AsyncIOEventEmitter):
         iceServers: list[IceServer] | None,
         iceTransportPolicy: str | None,
         onConnect: Callable[[DtlsParameters], Awaitable[None]],
+        livenessPolicy: LivenessPolicy | None = None,
     ) -> None:
         super().__init__()
+        self._livenessPolicy = livenessPolicy or LivenessPolicy()
         self._remoteIceParameters = iceParameters
         self._remoteCandidates = iceCandidates
         self._remoteDtlsParameters = dtlsParameters
@@ -114,7 +117,7 @@ class TransportConnection(AsyncIOEventEmitter):
         self._ice = RTCIceTransport(self._gatherer)
         self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
         self._sctp = RTCSctpTransport(self._dtls) if sctpParameters is not None else None
-        self._connectionState: ConnectionState = "new"
+        self._machine = ConnectionStateMachine()
         self._iceGatheringState: IceGatheringState = "new"
         self._signalTask: asyncio.Task[None] | None = None
         self._transportTask: asyncio.Task[None] | None = None
@@ -124,13 +127,14 @@ class TransportConnection(AsyncIOEventEmitter):
         self._finished = asyncio.Event()  # failed or closed: nothing will connect any more
         self._closed = False
         self._connectedAt: float | None = None
+        self._probes = BackgroundWork("consent checks")
         self._dtls.on("statechange", self._onDtlsStateChange)
         self._ice.on("statechange", self._onIceStateChange)
 
     # State.
     @property
     def connectionState(self) -> ConnectionState:
-        return self._connectionState
+        return self._machine.state
 
     @property
     def iceGatheringState(self) -> IceGatheringState:
@@ -147,6 +151,14 @@ class TransportConnection(AsyncIOEventEmitter):
     @property
     def iceServers(self) -> list[IceServer]:
         return list(self._iceServers)
+
+    def localIceParameters(self) -> RTCIceParameters:
+        """Our ICE credentials (a full-ICE peer needs them; mediasoup, ICE-lite, does not)."""
+        return self._gatherer.getLocalParameters()
+
+    def localCandidates(self) -> list[RTCIceCandidate]:
+        """Our gathered candidates (empty before ``signal()``)."""
+        return self._gatherer.getLocalCandidates()
 
     # Connecting.
     async def signal(self) -> None:
@@ -180,7 +192,7 @@ class TransportConnection(AsyncIOEventEmitter):
 
     async def _connectTransport(self) -> None:
         started = time.monotonic()
-        self._setConnectionState("connecting")
+        self._update(ice="checking")
         try:
             # aioice cannot pair with mediasoup's TCP candidates: UDP only.
             for candidate in self._remoteCandidates:
@@ -229,9 +241,9 @@ class TransportConnection(AsyncIOEventEmitter):
         except Exception as error:
             if not self._closed:
                 logger.warning("transport failed to connect: %s", error)
-                self._setConnectionState("failed")
+                self._update(failed=True)
             return
-        self._setConnectionState("connected")
+        self._update(dtls=self._dtls.state)
         self._monitorTask = asyncio.ensure_future(self._monitorLiveness())
 
     async def _waitNominated(self, iceStart: asyncio.Task[None]) -> None:
@@ -247,26 +259,31 @@ class TransportConnection(AsyncIOEventEmitter):
             raise ConnectionError(f"ICE {self._ice.state}")
 
     async def _monitorLiveness(self) -> None:
-        """'disconnected' when the server went quiet while we kept sending, 'connected' again
-        when it answers. ICE consent expiry (aioice, ~30 s) then makes it 'failed'. An idle
-        transport that sends nothing is never flagged."""
-        received, sentAtQuiet = self._packetCounts()
-        quietSince = time.monotonic()
-        while not self._closed and self._dtls.state == "connected":
-            await asyncio.sleep(LIVENESS_INTERVAL)
-            nowReceived, nowSent = self._packetCounts()
+        """Hear the router: every datagram it sends counts, and when it has been quiet for a
+        moment, a consent check on the selected pair does too. Its verdict feeds the state:
+        quiet for ``disconnectedAfter`` is 'disconnected', for ``failedAfter`` 'failed'."""
+        monitor = LivenessMonitor(time.monotonic(), self._livenessPolicy)
+        received, _sent = self._packetCounts()
+        while not self._closed and self._machine.state in ("connected", "disconnected"):
+            await asyncio.sleep(self._livenessPolicy.probeInterval)
             now = time.monotonic()
+            nowReceived, _sent = self._packetCounts()
             if nowReceived != received:
                 received = nowReceived
-                quietSince, sentAtQuiet = now, nowSent
-                if self._connectionState == "disconnected":
-                    self._setConnectionState("connected")
-            elif (
-                now - quietSince > SILENCE_BEFORE_DISCONNECTED
-                and nowSent > sentAtQuiet
-                and self._connectionState == "connected"
-            ):
-                self._setConnectionState("disconnected")
+                monitor.heard(now)
+            if monitor.shouldProbe(now) and not len(self._probes):
+                self._probes.spawn(self._probe(monitor), "a consent check")
+            self._update(liveness=monitor.verdict(now))
+        if self._machine.state == "failed" and not self._closed:
+            logger.warning(
+                "the router was silent for %.0f s: the transport failed",
+                time.monotonic() - monitor.lastHeard,
+            )
+            await self._release()
+
+    async def _probe(self, monitor: LivenessMonitor) -> None:
+        if await compat.checkConsent(self._ice):
+            monitor.heard(time.monotonic())
 
     def _packetCounts(self) -> tuple[int, int]:
         """Packets received and sent on the DTLS transport (media, RTCP and SCTP)."""
@@ -293,7 +310,12 @@ class TransportConnection(AsyncIOEventEmitter):
         for task in (self._signalTask, self._transportTask, self._monitorTask, self._iceStartTask):
             if task is not None and not task.done():
                 task.cancel()
-        self._setConnectionState("closed")
+        self._probes.cancel()
+        self._update(closed=True)
+        await self._release()
+
+    async def _release(self) -> None:
+        """Stop SCTP, DTLS and ICE (closing, or failed for good)."""
         with contextlib.suppress(Exception):
             if self._sctp is not None:
                 await self._sctp.stop()
@@ -311,7 +333,7 @@ class TransportConnection(AsyncIOEventEmitter):
         if self.connected:
             return
         if self._finished.is_set():
-            raise ConnectionError(f"transport {self._connectionState}")
+            raise ConnectionError(f"transport {self._machine.state}")
         connected = asyncio.ensure_future(self._connected.wait())
         finished = asyncio.ensure_future(self._finished.wait())
         try:
@@ -320,7 +342,7 @@ class TransportConnection(AsyncIOEventEmitter):
             connected.cancel()
             finished.cancel()
         if not self.connected:
-            raise ConnectionError(f"transport {self._connectionState}")
+            raise ConnectionError(f"transport {self._machine.state}")
 
     def send(self, packet: bytes) -> None:
         compat.sendRtpNow(self._dtls, packet)
@@ -344,7 +366,7 @@ class TransportConnection(AsyncIOEventEmitter):
             entry["timestamp"] = entry["timestamp"].timestamp() * 1000
             entry["dtlsState"] = self._dtls.state
             entry["iceState"] = self._ice.state
-            entry["connectionState"] = self._connectionState
+            entry["connectionState"] = self._machine.state
             report[entry["id"]] = entry
         addresses = compat.nominatedAddresses(self._ice)
         if addresses is not None:
@@ -361,30 +383,30 @@ class TransportConnection(AsyncIOEventEmitter):
 
     # Internals.
     def _onDtlsStateChange(self) -> None:
-        state = self._dtls.state
-        if state == "connected":
+        if self._dtls.state == "connected":
             self._connected.set()
-        elif state in ("failed", "closed"):
-            self._finished.set()
-            if state == "failed":
-                self._setConnectionState("failed")
-            elif not self._closed:
-                # DTLS closed under us (server closed the transport, ICE consent lost).
-                self._setConnectionState("disconnected")
-                self._setConnectionState("failed")
+        # "connected" itself is reported once SCTP is up too (_connectTransport).
+        if self._dtls.state != "connected":
+            self._update(dtls=self._dtls.state)
 
     def _onIceStateChange(self) -> None:
-        if self._ice.state == "failed" and not self._closed:
-            self._finished.set()
-            self._setConnectionState("disconnected" if self._connectedAt else "failed")
+        self._update(ice=self._ice.state)
 
-    def _setConnectionState(self, state: ConnectionState) -> None:
-        if state == self._connectionState or self._connectionState == "closed":
-            return
-        self._connectionState = state
-        if state in ("failed", "closed"):
-            self._finished.set()
-        self.emit("connectionstatechange", state)
+    def _update(
+        self,
+        *,
+        ice: str | None = None,
+        dtls: str | None = None,
+        liveness: Any = None,
+        closed: bool = False,
+        failed: bool = False,
+    ) -> None:
+        if failed:
+            ice = "failed"
+        for state in self._machine.update(ice=ice, dtls=dtls, liveness=liveness, closed=closed):
+            if state in ("failed", "closed"):
+                self._finished.set()
+            self.emit("connectionstatechange", state)
 
     def _setIceGatheringState(self, state: IceGatheringState) -> None:
         if state != self._iceGatheringState:
