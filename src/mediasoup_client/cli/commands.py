@@ -163,13 +163,17 @@ async def consume(args: argparse.Namespace) -> int:
             samples = await asyncio.gather(
                 *(sampler.consumer(client, c, receiver.frames.get(c.id)) for c in consumers)
             )
-            return {
+            tick: dict[str, Any] = {
                 "type": "stats",
                 "time": round(elapsed, 3),
                 "transports": {"recv": client.recvTransport.connectionState},
                 "producers": [],
                 "consumers": list(samples),
             }
+            recording = receiver.recordingStats()
+            if recording is not None:
+                tick["recording"] = recording
+            return tick
 
         paused = {"value": False}
 
@@ -260,6 +264,9 @@ async def _runProducers(
                     )
                 )
             )
+            recording = receiver.recordingStats()
+            if recording is not None:
+                tick["recording"] = recording
         return tick
 
     async def onKey(key: str) -> None:
@@ -338,6 +345,9 @@ def _finish(
     outcome: Outcome, args: argparse.Namespace, *, producing: bool, receiver: Receiver | None
 ) -> int:
     summary = outcome.record.summary()
+    recording = receiver.recordingStats() if receiver is not None else None
+    if recording is not None:
+        summary["recording"] = recording
     if args.json:
         print(jsonDumps(summary), flush=True)
     else:
@@ -355,6 +365,13 @@ def _finish(
         raise CliError("no video frame arrived: no snapshot written")
     if args.record and receiver is not None and not receiver.recording:
         raise CliError("nothing arrived to record: no recording written")
+    if recording is not None and sum(recording["framesDropped"].values()):
+        dropped = ", ".join(f"{kind} {n}" for kind, n in recording["framesDropped"].items())
+        print(
+            f"mediasoup-client: the recording dropped frames it could not write in time "
+            f"({dropped})",
+            file=sys.stderr,
+        )
     if producing and _nothingReceived(outcome.record) and not outcome.interrupted:
         print("mediasoup-client: the router received no media", file=sys.stderr)
         return EXIT_NOTHING_RECEIVED

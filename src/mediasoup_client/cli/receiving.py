@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ logger = logging.getLogger(__name__)
 # the producer's other kind (audio with video) before starting without it.
 RECORD_GATHER_SECONDS = 2.0
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+# Frames waiting for the recording's writer thread, per track: about a second of media. When
+# the disk or the CPU cannot keep up, the oldest waiting frame is dropped (and counted).
+RECORD_QUEUE_FRAMES = {"video": 30, "audio": 50}
 
 
 def checkOutputPath(path: str, option: str) -> None:
@@ -44,7 +49,12 @@ def savePng(frame: Any, path: str) -> None:
 class Recording:
     """One video and one audio track into a file with PyAV. Own muxing rather than aiortc's
     MediaRecorder: that one writes the file header when the first packet of any track arrives,
-    before the video size is known, and then records no video at all."""
+    before the video size is known, and then records no video at all.
+
+    Encoding and muxing run in one writer thread (a 640x480 H264 frame takes 20-30 ms: on
+    the event loop it starved the receive path); the event loop only hands decoded frames
+    over, through a bounded queue per track whose oldest frame is dropped, and counted in
+    ``framesDropped``, when the writer falls behind."""
 
     def __init__(self, path: str) -> None:
         import av
@@ -55,8 +65,14 @@ class Recording:
         except Exception as error:  # unknown extension, unwritable path...
             raise CliError(f"--record {path}: {_firstLine(error)}") from None
         self.started = False
+        self.framesWritten: dict[str, int] = {}
+        self.framesDropped: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: list[Any] = []
+        self._queues: dict[str, deque[tuple[Any, Any]]] = {}
+        self._wakeup = threading.Condition()
+        self._finishing = False
+        self._writer: threading.Thread | None = None
 
     def start(self, video: tuple[Any, int, int] | None, audio: Any | None) -> None:
         """``video``: (track, width, height) with the size of its decoded frames."""
@@ -69,7 +85,7 @@ class Recording:
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             # RTP's clock: layer switches and frame drops keep their real timing.
             stream.codec_context.time_base = VIDEO_TIME_BASE
-            self._addTrack(track, stream)
+            self._addTrack("video", track, stream)
         if audio is not None:
             if formatName in ("wav", "wave"):
                 codec = "pcm_s16le"
@@ -77,15 +93,28 @@ class Recording:
                 codec = "libopus"
             else:
                 codec = "aac"
-            self._addTrack(audio, self._container.add_stream(codec, rate=48000))
+            self._addTrack("audio", audio, self._container.add_stream(codec, rate=48000))
+        self._writer = threading.Thread(target=self._write, name="msc-record", daemon=True)
+        self._writer.start()
 
-    def _addTrack(self, track: Any, stream: Any) -> None:
+    def stats(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "framesWritten": dict(self.framesWritten),
+            "framesDropped": dict(self.framesDropped),
+            "framesQueued": {kind: len(queue) for kind, queue in self._queues.items()},
+        }
+
+    def _addTrack(self, kind: str, track: Any, stream: Any) -> None:
         self._streams.append(stream)
-        self._tasks.append(asyncio.ensure_future(self._run(track, stream)))
+        self._queues[kind] = deque()
+        self.framesWritten[kind] = self.framesDropped[kind] = 0
+        self._tasks.append(asyncio.ensure_future(self._read(kind, track, stream)))
 
-    async def _run(self, track: Any, stream: Any) -> None:
+    async def _read(self, kind: str, track: Any, stream: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
 
+        queue = self._queues[kind]
         first: int | None = None
         last = -1
         try:
@@ -97,20 +126,34 @@ class Recording:
                 first = frame.pts if first is None else first
                 pts = max(frame.pts - first, last + 1)
                 last = frame.pts = pts
-                for packet in stream.encode(frame):
-                    self._container.mux(packet)
+                with self._wakeup:
+                    if len(queue) >= RECORD_QUEUE_FRAMES[kind]:
+                        queue.popleft()
+                        self.framesDropped[kind] += 1
+                    queue.append((stream, frame))
+                    self._wakeup.notify()
         except (MediaStreamError, asyncio.CancelledError):
             pass
         except Exception as error:
-            logger.warning("recording the %s track stopped: %s", track.kind, _firstLine(error))
+            logger.warning("recording the %s track stopped: %s", kind, _firstLine(error))
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+    def _write(self) -> None:
+        """The writer thread: encode and mux whatever is queued, oldest first across tracks;
+        then flush the encoders and close the file."""
         try:
+            while True:
+                with self._wakeup:
+                    self._wakeup.wait_for(
+                        lambda: self._finishing or any(self._queues.values())
+                    )
+                    waiting = [(k, q) for k, q in self._queues.items() if q]
+                    if not waiting:
+                        break  # finishing, nothing left
+                    kind, queue = min(waiting, key=lambda item: item[1][0][1].time or 0)
+                    stream, frame = queue.popleft()
+                for packet in stream.encode(frame):
+                    self._container.mux(packet)
+                self.framesWritten[kind] += 1
             for stream in self._streams:
                 for packet in stream.encode(None):
                     self._container.mux(packet)
@@ -119,6 +162,28 @@ class Recording:
         finally:
             with contextlib.suppress(Exception):
                 self._container.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        writer = self._writer
+        if writer is not None:
+            with self._wakeup:
+                self._finishing = True
+                self._wakeup.notify()
+            await asyncio.to_thread(writer.join)
+        else:
+            with contextlib.suppress(Exception):
+                self._container.close()
+        dropped = sum(self.framesDropped.values())
+        if dropped:
+            logger.warning(
+                "recording %s: %d frames dropped because writing could not keep up (%s)",
+                self.path, dropped, ", ".join(f"{k} {n}" for k, n in self.framesDropped.items()),
+            )  # fmt: skip
         if not self.started:
             # Nothing arrived: leave no empty, unplayable file behind.
             with contextlib.suppress(OSError):
@@ -155,6 +220,10 @@ class Receiver:
     @property
     def recording(self) -> bool:
         return self._recording is not None and self._recording.started
+
+    def recordingStats(self) -> dict[str, Any] | None:
+        """What the recording wrote and dropped so far (None without ``--record``)."""
+        return self._recording.stats() if self.recording and self._recording else None
 
     def _onConsumer(self, consumer: Consumer) -> None:
         if self._closed or consumer.id in self._tasks:

@@ -132,14 +132,11 @@ class HandlerBase(HandlerInterface, Generic[SenderT, ReceiverT]):
             msid=f"{options.streamId or self._streamId} {options.track.id}",
             generateSsrc=self.generateSsrc,
         )
-        mime_type = parameters["codecs"][0]["mimeType"].lower()
+        mime_type = parameters["codecs"][0]["mimeType"]
+        supported = self.scalabilityModes.get(mime_type.lower(), frozenset())
         for encoding in parameters["encodings"]:
             if "scalabilityMode" in encoding:
-                checkScalabilityMode(
-                    encoding["scalabilityMode"],
-                    mime_type,
-                    self.scalabilityModes.get(mime_type, frozenset()),
-                )
+                checkScalabilityMode(encoding["scalabilityMode"], mime_type, supported)
         return parameters
 
     def _sctpStreamParameters(self, options: HandlerSendDataChannelOptions) -> SctpStreamParameters:

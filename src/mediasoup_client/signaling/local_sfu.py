@@ -29,7 +29,11 @@ def repoRoot() -> Path:
 
 
 def sfuDir() -> Path:
-    return Path(os.environ.get("MEDIASOUP_CLIENT_SFU_DIR") or repoRoot() / "sfu")
+    """The room server's directory: $MEDIASOUP_CLIENT_SFU_DIR, else ``sfu/`` of the source
+    checkout this package runs from. An installed package (a wheel) does not carry it:
+    ``SfuNotInstalledError`` says so on start."""
+    configured = os.environ.get("MEDIASOUP_CLIENT_SFU_DIR")
+    return Path(configured) if configured else repoRoot() / "sfu"
 
 
 def workerBinary() -> Path:
@@ -72,12 +76,23 @@ class LocalSfu:
     def start(self) -> LocalSfu:
         worker = workerBinary()
         server = sfuDir() / "server.js"
+        if not server.is_file():
+            where = (
+                "MEDIASOUP_CLIENT_SFU_DIR"
+                if os.environ.get("MEDIASOUP_CLIENT_SFU_DIR")
+                else "this installation (the local SFU ships with the source checkout)"
+            )
+            raise SfuNotInstalledError(
+                f"no local SFU in {where}: {server} is missing; run it from a clone of the "
+                "repository (scripts/install-sfu.sh), or set MEDIASOUP_CLIENT_SFU_DIR to its "
+                "sfu/ directory"
+            )
         if not worker.is_file():
             raise SfuNotInstalledError(
                 f"mediasoup worker not found at {worker}: run scripts/install-sfu.sh "
                 "(or set MEDIASOUP_WORKER_BIN)"
             )
-        if not (sfuDir() / "node_modules" / "mediasoup").is_dir() or not server.is_file():
+        if not (sfuDir() / "node_modules" / "mediasoup").is_dir():
             raise SfuNotInstalledError(
                 f"the SFU's Node packages are missing in {sfuDir()}: run scripts/install-sfu.sh"
             )

@@ -21,6 +21,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from ..background import BackgroundWork
+
 logger = logging.getLogger(__name__)
 
 RequestHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -45,7 +47,7 @@ class ProtooPeer:
         self._ids = itertools.count(random.randint(1, 10_000_000))
         self._requestHandler: RequestHandler | None = None
         self._notificationHandlers: list[NotificationHandler] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = BackgroundWork("protoo")
         self._closed = asyncio.Event()
         self._reader = asyncio.ensure_future(self._readLoop())
 
@@ -144,11 +146,13 @@ class ProtooPeer:
                     ProtooError(int(message.get("errorCode", 500)), str(message.get("errorReason")))
                 )
         elif message.get("request"):
-            self._spawn(self._answer(message))
+            self._background.spawn(self._answer(message), f"answering {message.get('method')}")
         elif message.get("notification"):
             method, data = str(message.get("method")), message.get("data") or {}
             for handler in list(self._notificationHandlers):
-                self._spawn(self._notifyHandler(handler, method, data))
+                self._background.spawn(
+                    self._notifyHandler(handler, method, data), f"notification {method}"
+                )
 
     async def _answer(self, message: dict[str, Any]) -> None:
         response: dict[str, Any] = {"response": True, "id": message.get("id")}
@@ -173,11 +177,6 @@ class ProtooPeer:
                 await result
         except Exception:
             logger.exception("protoo: notification handler failed for %s", method)
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _markClosed(self) -> None:
         if self._closed.is_set():

@@ -7,7 +7,9 @@ exist before ``join`` because the server pushes the room's existing producers to
 
 Shared by the CLI, the benchmarks and the integration tests. The core library never imports it.
 
-Events (pyee): ``newconsumer(consumer)``, ``consumerclosed(consumer)``,
+Events (the library's EnhancedEventEmitter: a listener that raises is logged and changes nothing
+else, so the server's ``newConsumer`` request is accepted once the Consumer exists):
+``newconsumer(consumer)``, ``consumerclosed(consumer)``,
 ``newdataconsumer(dataConsumer)``, ``newpeer(info)``, ``peerclosed(peerId)``,
 ``notification(method, data)`` (every server notification, after it was handled) and
 ``disconnected()`` (the signaling connection went away without ``close()``).
@@ -22,13 +24,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pyee.asyncio import AsyncIOEventEmitter
-
 from .. import __version__
 from ..consumer import Consumer
 from ..data_consumer import DataConsumer
 from ..data_producer import DataProducer
 from ..device import Device
+from ..enhanced_events import EnhancedEventEmitter
 from ..handlers.handler_interface import HandlerFactory, MediaTrack
 from ..producer import Producer
 from ..transport import Transport
@@ -47,7 +48,7 @@ logger = logging.getLogger(__name__)
 DEVICE_INFO = {"flag": "python", "name": "mediasoup-client-python", "version": __version__}
 
 
-class RoomClient(AsyncIOEventEmitter):
+class RoomClient(EnhancedEventEmitter):
     """A joined peer. Create it with ``await RoomClient.join(url)``."""
 
     def __init__(self, protoo: ProtooPeer, device: Device, url: str) -> None:
@@ -199,10 +200,12 @@ class RoomClient(AsyncIOEventEmitter):
             return
         self._closed = True
         self._watcher.cancel()
-        for transport in (self._sendTransport, self._recvTransport):
-            if transport is not None:
-                transport.close()
+        transports = [t for t in (self._sendTransport, self._recvTransport) if t is not None]
+        for transport in transports:
+            transport.close()
         await self._protoo.close()
+        for transport in transports:
+            await transport.waitClosed()
         self.remove_all_listeners()
 
     # Joining.

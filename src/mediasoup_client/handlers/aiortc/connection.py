@@ -33,9 +33,9 @@ from aiortc import (
     RTCSctpCapabilities,
     RTCSctpTransport,
 )
-from pyee.asyncio import AsyncIOEventEmitter
 
 from ...background import BackgroundWork
+from ...enhanced_events import EnhancedEventEmitter
 from ...types import (
     ConnectionState,
     DtlsParameters,
@@ -82,7 +82,7 @@ class _RtcpRecipient:
             logger.exception("RTCP listener failed")
 
 
-class TransportConnection(AsyncIOEventEmitter):
+class TransportConnection(EnhancedEventEmitter):
     """Events: ``connectionstatechange`` (ConnectionState), ``icegatheringstatechange``."""
 
     def __init__(

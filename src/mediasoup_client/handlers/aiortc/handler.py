@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -207,6 +208,21 @@ class _Receiver:
         return [e["ssrc"] for e in self.rtpParameters.get("encodings", []) if "ssrc" in e]
 
 
+ConnectionFactory = Callable[[HandlerRunOptions], TransportConnection]
+
+
+def _realConnection(options: HandlerRunOptions) -> TransportConnection:
+    return TransportConnection(
+        iceParameters=options.iceParameters,
+        iceCandidates=options.iceCandidates,
+        dtlsParameters=options.dtlsParameters,
+        sctpParameters=options.sctpParameters,
+        iceServers=options.iceServers,
+        iceTransportPolicy=options.iceTransportPolicy,
+        onConnect=options.onConnect,
+    )
+
+
 class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
     scalabilityModes = ENGINE_SCALABILITY_MODES
 
@@ -214,8 +230,10 @@ class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
     def createFactory(cls) -> HandlerFactory:
         return NamedHandlerFactory("aiortc", cls)
 
-    def __init__(self) -> None:
+    def __init__(self, connectionFactory: ConnectionFactory | None = None) -> None:
         super().__init__(copy.deepcopy(SCTP_CAPABILITIES))
+        # The transport side; tests put an in-memory one here (engine contract tests).
+        self._connectionFactory = connectionFactory or _realConnection
         self._connection: TransportConnection | None = None
         self._scheduler: SendScheduler | None = None
         self._dataChannels: list[RTCDataChannel] = []
@@ -233,15 +251,7 @@ class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
         return copy.deepcopy(SCTP_CAPABILITIES)
 
     def _start(self, options: HandlerRunOptions) -> None:
-        self._connection = TransportConnection(
-            iceParameters=options.iceParameters,
-            iceCandidates=options.iceCandidates,
-            dtlsParameters=options.dtlsParameters,
-            sctpParameters=options.sctpParameters,
-            iceServers=options.iceServers,
-            iceTransportPolicy=options.iceTransportPolicy,
-            onConnect=options.onConnect,
-        )
+        self._connection = self._connectionFactory(options)
         self._connection.on(
             "connectionstatechange", lambda state: self.emit("@connectionstatechange", state)
         )
