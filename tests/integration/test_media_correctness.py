@@ -4,6 +4,7 @@ can really drop, and the stream id receivers group a peer's tracks by."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -73,7 +74,7 @@ async def test_l1t3_temporal_layers_lower_one_consumers_frame_rate(
         assert 0.7 * expected <= fps <= 1.3 * expected, (temporal, fps, numbers)
         # The frames decoded are the layer's frames (every 4th, 2nd, each), all decodable:
         # their barcodes read back in steps of the layer's period.
-        gaps = [b - a for a, b in zip(numbers, numbers[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(numbers)]
         steps[temporal] = max(set(gaps), key=gaps.count)
         assert steps[temporal] == step, (temporal, gaps)
     assert subscriber.consumerLayers[consumer.id]["temporalLayer"] == 2
