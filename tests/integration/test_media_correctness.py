@@ -110,3 +110,26 @@ async def test_one_peers_audio_and_video_share_a_stream_id(
         p.rtpParameters["msid"] for p in (video, audio, other)
     ]
     assert [c.streamId for c in consumers] == [stream, stream, "screen"]
+
+
+async def test_every_layer_of_the_default_simulcast_keeps_its_frame_rate(
+    peers: tuple[RoomClient, RoomClient],
+) -> None:
+    # The CLI's `produce --simulcast 3` at 640x480: 160x120 gets ~57 kbps. The lowest layer
+    # must lose quality before frames (it ran at 13-17 fps), and stay within its maxBitrate.
+    from mediasoup_client.cli.options import defaultMaxBitrate, simulcastEncodings
+    from tests.integration.router import measure
+
+    publisher, _ = peers
+    encodings = simulcastEncodings(3, defaultMaxBitrate(640, 480, 30), width=640, height=480)
+    producer = await publisher.produce(PatternVideoTrack(640, 480, 30), encodings=encodings)
+    await asyncio.sleep(4)
+    routerRates = await measure(publisher, producer, 4)
+    stats = await producer.getStats()
+    layers = sorted(
+        (s for s in stats.values() if s["type"] == "outbound-rtp"), key=lambda s: s["rid"]
+    )
+    for index, layer in enumerate(layers):
+        cap = encodings[index]["maxBitrate"]
+        assert layer["framesPerSecond"] >= 25, (layer["rid"], layer["framesPerSecond"])
+        assert routerRates[layer["rid"]]["bitrate"] <= cap * 1.1, (layer["rid"], routerRates)

@@ -187,7 +187,10 @@ class VideoEncoder:
         rate = str(bitrate)
         if self.mimeType == "video/vp8":
             codec.qmin = 2
-            codec.qmax = 56
+            # The whole quantizer range: at a low layer's rate (160x120 at ~57 kbps) quality
+            # must be able to fall before frames are dropped; capped at 56 (libwebrtc's
+            # default), libvpx kept such a layer at 13-17 fps.
+            codec.qmax = 63
             codec.options = {
                 "deadline": "realtime",
                 "cpu-used": "-6",
@@ -206,7 +209,7 @@ class VideoEncoder:
             }
         elif self.mimeType == "video/vp9":
             codec.qmin = 2
-            codec.qmax = 56
+            codec.qmax = 63
             codec.options = {
                 "deadline": "realtime",
                 "cpu-used": "8",
