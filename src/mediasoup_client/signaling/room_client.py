@@ -35,6 +35,7 @@ from ..producer import Producer
 from ..transport import Transport
 from ..types import (
     DtlsParameters,
+    IceServer,
     RtpParameters,
     SctpCapabilities,
     SctpStreamParameters,
@@ -73,6 +74,8 @@ class RoomClient(EnhancedEventEmitter):
         self.consumerScores: dict[str, dict[str, Any]] = {}
         # Consumer id -> {"spatialLayer", "temporalLayer"} (None values: nothing forwarded).
         self.consumerLayers: dict[str, dict[str, Any]] = {}
+        self._iceOptions: dict[str, Any] = {}
+        self._forceTcp = False
         protoo.on_request(self._onRequest)
         protoo.on_notification(self._onNotification)
         self._watcher = asyncio.ensure_future(self._watchConnection())
@@ -89,13 +92,23 @@ class RoomClient(EnhancedEventEmitter):
         consume: bool = True,
         sctp: bool = True,
         connectTimeout: float = 10.0,
+        iceServers: list[IceServer] | None = None,
+        iceTransportPolicy: str | None = None,
+        forceTcp: bool = False,
     ) -> RoomClient:
         """Connect to ``url`` and join its room. ``ConnectionError`` when the server cannot be
-        reached, ``ProtooError`` when it refuses a step; nothing is left open on failure."""
+        reached, ``ProtooError`` when it refuses a step; nothing is left open on failure.
+        ``iceServers`` and ``iceTransportPolicy`` go to both transports (TURN: ``"relay"``);
+        ``forceTcp`` asks the server for TCP candidates only (mediasoup-demo's option)."""
         protoo = await ProtooPeer.connect(url, timeout=connectTimeout)
         client: RoomClient | None = None
         try:
             client = cls(protoo, device if device is not None else Device(handlerFactory), url)
+            client._iceOptions = {
+                "iceServers": iceServers,
+                "iceTransportPolicy": iceTransportPolicy,
+            }
+            client._forceTcp = forceTcp
             await client._join(displayName=displayName, produce=produce, consume=consume, sctp=sctp)
         except BaseException:
             if client is not None:
@@ -237,7 +250,7 @@ class RoomClient(EnhancedEventEmitter):
         info = await self.request(
             "createWebRtcTransport",
             {
-                "forceTcp": False,
+                "forceTcp": self._forceTcp,
                 "producing": direction == "send",
                 "consuming": direction == "recv",
                 "sctpCapabilities": sctpCapabilities,
@@ -249,6 +262,7 @@ class RoomClient(EnhancedEventEmitter):
             "iceCandidates": info["iceCandidates"],
             "dtlsParameters": info["dtlsParameters"],
             "sctpParameters": info.get("sctpParameters"),
+            **self._iceOptions,
         }
         if direction == "send":
             transport = self._device.createSendTransport(**options)

@@ -46,8 +46,9 @@ from ...types import (
     SctpParameters,
     StatsReport,
 )
-from . import compat
+from . import compat, compat_ice
 from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
+from .remote_candidates import Resolver, remoteCandidates, systemResolver
 from .rtp_port import RtcpListener, RtcpPacket
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,10 @@ class TransportConnection(EnhancedEventEmitter):
         iceTransportPolicy: str | None,
         onConnect: Callable[[DtlsParameters], Awaitable[None]],
         livenessPolicy: LivenessPolicy | None = None,
+        resolver: Resolver = systemResolver,
     ) -> None:
         super().__init__()
+        self._resolver = resolver
         self._livenessPolicy = livenessPolicy or LivenessPolicy()
         self._remoteIceParameters = iceParameters
         self._remoteCandidates = iceCandidates
@@ -105,8 +108,14 @@ class TransportConnection(EnhancedEventEmitter):
         self._sctpParameters = sctpParameters
         self._onConnect = onConnect
         self._iceServers = list(iceServers or [])
+        rtcIceServers = toRTCIceServers(iceServers)
+        # Every TURN URL is ours to gather from (aioice would use the first and not say why
+        # it failed): compat_ice.gatherRelayCandidates.
+        self._turnServers = compat_ice.turnServersFrom(rtcIceServers)
+        self._turnErrors: list[compat_ice.TurnGatheringError] = []
+        self._gathered = False
         self._gatherer = RTCIceGatherer(
-            iceServers=toRTCIceServers(iceServers),
+            iceServers=rtcIceServers,
             iceTransportPolicy=(
                 RTCIceTransportPolicy.RELAY
                 if iceTransportPolicy == "relay"
@@ -114,6 +123,7 @@ class TransportConnection(EnhancedEventEmitter):
             ),
         )
         compat.setIceControlling(self._gatherer, True)
+        compat_ice.takeTurnServers(self._gatherer)
         self._ice = RTCIceTransport(self._gatherer)
         self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
         self._sctp = RTCSctpTransport(self._dtls) if sctpParameters is not None else None
@@ -177,7 +187,7 @@ class TransportConnection(EnhancedEventEmitter):
 
     async def _signal(self) -> None:
         self._setIceGatheringState("gathering")
-        await self._gatherer.gather()
+        await self._gather()
         self._setIceGatheringState("complete")
         fingerprints = self._dtls.getLocalParameters().fingerprints
         # ICE-controlling with DTLS role "auto" makes aiortc the DTLS server.
@@ -190,25 +200,27 @@ class TransportConnection(EnhancedEventEmitter):
             raise ConnectionError("transport closed")
         self._transportTask = asyncio.ensure_future(self._connectTransport())
 
+    async def _gather(self) -> None:
+        """Host (and STUN) candidates by aioice unless the policy is 'relay', a relay
+        candidate from every TURN URL, then an active TCP candidate per host address (for the
+        router's passive TCP candidates)."""
+        self._gathered = True
+        if compat_ice.relayOnly(self._gatherer):
+            compat_ice.markGathered(self._gatherer)
+        else:
+            await self._gatherer.gather()
+        self._turnErrors = await compat_ice.gatherRelayCandidates(self._gatherer, self._turnServers)
+        for error in self._turnErrors:
+            logger.warning("ICE: no relay candidate from %s", error)
+        compat_ice.addTcpActiveCandidates(self._gatherer)
+
     async def _connectTransport(self) -> None:
         started = time.monotonic()
         self._update(ice="checking")
         try:
-            # aioice cannot pair with mediasoup's TCP candidates: UDP only.
-            for candidate in self._remoteCandidates:
-                if candidate.get("protocol") != "udp":
-                    continue
-                await self._ice.addRemoteCandidate(
-                    RTCIceCandidate(
-                        component=1,
-                        foundation=candidate["foundation"],
-                        ip=candidate["ip"],
-                        port=candidate["port"],
-                        priority=candidate["priority"],
-                        protocol="udp",
-                        type=candidate["type"],
-                    )
-                )
+            candidates = await remoteCandidates(self._remoteCandidates, self._resolver)
+            for candidate in candidates:
+                await self._ice.addRemoteCandidate(candidate)
             await self._ice.addRemoteCandidate(None)
             remote = self._remoteIceParameters
             self._iceStartTask = asyncio.ensure_future(
@@ -220,7 +232,11 @@ class TransportConnection(EnhancedEventEmitter):
                     )
                 )
             )
-            await self._waitNominated(self._iceStartTask)
+            # The TCP connections of pairs that lost to the selected one are closed.
+            self._iceStartTask.add_done_callback(
+                lambda _task: compat_ice.closeUnselectedTcpStreams(self._gatherer)
+            )
+            await self._waitNominated(self._iceStartTask, candidates)
             await self._dtls.start(
                 RTCDtlsParameters(
                     fingerprints=[
@@ -246,7 +262,9 @@ class TransportConnection(EnhancedEventEmitter):
         self._update(dtls=self._dtls.state)
         self._monitorTask = asyncio.ensure_future(self._monitorLiveness())
 
-    async def _waitNominated(self, iceStart: asyncio.Task[None]) -> None:
+    async def _waitNominated(
+        self, iceStart: asyncio.Task[None], remote: list[RTCIceCandidate]
+    ) -> None:
         """Return as soon as ICE has nominated a pair. aioice's ``connect()`` (behind
         ``RTCIceTransport.start()``) paces its checks and returns 20 ms after the nomination,
         while the router starts DTLS at once: waiting for it would delay the first packet."""
@@ -256,7 +274,20 @@ class TransportConnection(EnhancedEventEmitter):
             await asyncio.wait({iceStart}, timeout=NOMINATION_POLL_INTERVAL)
         iceStart.result()
         if self._ice.state != "completed":
-            raise ConnectionError(f"ICE {self._ice.state}")
+            raise ConnectionError(f"ICE {self._ice.state}: {self._iceFailure(remote)}")
+
+    def _iceFailure(self, remote: list[RTCIceCandidate]) -> str:
+        """Why no pair could be nominated, as far as we can tell."""
+        reasons = [str(error) for error in self._turnErrors]
+        if not self._gatherer.getLocalCandidates():
+            relay = compat_ice.relayOnly(self._gatherer)
+            policy = " with iceTransportPolicy 'relay'" if relay else ""
+            reasons.insert(0, f"no local candidate{policy}")
+        elif not remote:
+            reasons.insert(0, "no usable candidate of the router")
+        else:
+            reasons.insert(0, "no candidate pair answered the connectivity checks")
+        return "; ".join(reasons)
 
     async def _monitorLiveness(self) -> None:
         """Hear the router: every datagram it sends counts, and when it has been quiet for a
@@ -300,8 +331,11 @@ class TransportConnection(EnhancedEventEmitter):
         """Used by the next gathering. aiortc gathers once per transport (on first use), so
         servers given after that are only recorded (an ICE restart keeps the candidates)."""
         self._iceServers = list(iceServers)
-        if self._gatherer.state == "new":
-            compat.setIceServers(self._gatherer, toRTCIceServers(iceServers))
+        if not self._gathered:
+            rtcIceServers = toRTCIceServers(iceServers)
+            self._turnServers = compat_ice.turnServersFrom(rtcIceServers)
+            compat.setIceServers(self._gatherer, rtcIceServers)
+            compat_ice.takeTurnServers(self._gatherer)
 
     async def close(self) -> None:
         if self._closed:
@@ -368,16 +402,15 @@ class TransportConnection(EnhancedEventEmitter):
             entry["iceState"] = self._ice.state
             entry["connectionState"] = self._machine.state
             report[entry["id"]] = entry
-        addresses = compat.nominatedAddresses(self._ice)
-        if addresses is not None:
+        pair = compat_ice.selectedPair(self._gatherer)
+        if pair is not None:
             report["candidate-pair"] = {
                 "id": "candidate-pair",
                 "type": "candidate-pair",
                 "timestamp": time.time() * 1000,
                 "state": "succeeded",
                 "nominated": True,
-                "localAddress": addresses[0],
-                "remoteAddress": addresses[1],
+                **pair,
             }
         return report
 
