@@ -20,7 +20,8 @@ const url = require('url');
 const mediasoup = require('mediasoup');
 const protoo = require('protoo-server');
 
-const LISTEN_IP = '127.0.0.1';
+// 127.0.0.1 unless a test gives the address of a network namespace's veth (SFU_LISTEN_IP).
+const LISTEN_IP = process.env.SFU_LISTEN_IP || '127.0.0.1';
 const SCTP_SEND_BUFFER_SIZE = Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE || 32 * 1024 * 1024);
 
 function parseArgs(argv) {

@@ -51,8 +51,11 @@ class LocalSfu:
     """The local room server as a process. Synchronous start/stop (usable from any event loop
     and from pytest session fixtures); also a context manager."""
 
-    def __init__(self, *, startTimeout: float = 20.0) -> None:
+    def __init__(self, *, startTimeout: float = 20.0, listenIp: str = "127.0.0.1") -> None:
+        """``listenIp``: where signaling and media listen (tests with a network namespace
+        give the root side of their veth pair)."""
         self._startTimeout = startTimeout
+        self.listenIp = listenIp
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
         self.logPath = Path(tempfile.mkstemp(prefix="mediasoup-sfu-", suffix=".log")[1])
@@ -71,7 +74,7 @@ class LocalSfu:
         query = urlencode(
             {"roomId": room_id or uuid.uuid4().hex[:8], "peerId": peer_id or uuid.uuid4().hex[:8]}
         )
-        return f"ws://127.0.0.1:{self.port}/?{query}"
+        return f"ws://{self.listenIp}:{self.port}/?{query}"
 
     def start(self) -> LocalSfu:
         worker = workerBinary()
@@ -99,7 +102,7 @@ class LocalSfu:
         node = shutil.which("node")
         if node is None:
             raise SfuNotInstalledError("Node.js (node) is not on PATH")
-        env = dict(os.environ, MEDIASOUP_WORKER_BIN=str(worker))
+        env = dict(os.environ, MEDIASOUP_WORKER_BIN=str(worker), SFU_LISTEN_IP=self.listenIp)
         log = self.logPath.open("ab")
         # We keep the server's stdin open without writing: when this process ends, however
         # abruptly, the server sees its stdin close and shuts down (--exit-with-stdin).
@@ -114,7 +117,9 @@ class LocalSfu:
         )
         log.close()
         self._port = self._waitListening()
-        logger.info("local SFU listening on 127.0.0.1:%d (log %s)", self._port, self.logPath)
+        logger.info(
+            "local SFU listening on %s:%d (log %s)", self.listenIp, self._port, self.logPath
+        )
         return self
 
     def stop(self) -> None:

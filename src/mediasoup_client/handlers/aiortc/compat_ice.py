@@ -22,7 +22,7 @@ import logging
 import ssl
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aioice import stun
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
@@ -84,8 +84,7 @@ class _Stream(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         for packet in self.decoder.feed(data):

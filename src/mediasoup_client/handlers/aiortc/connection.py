@@ -46,9 +46,9 @@ from ...types import (
     SctpParameters,
     StatsReport,
 )
-from . import compat, compat_ice
+from . import compat, compat_ice, remote_candidates
 from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
-from .remote_candidates import Resolver, remoteCandidates, systemResolver
+from .remote_candidates import Resolver, remoteCandidates
 from .rtp_port import RtcpListener, RtcpPacket
 
 logger = logging.getLogger(__name__)
@@ -97,10 +97,11 @@ class TransportConnection(EnhancedEventEmitter):
         iceTransportPolicy: str | None,
         onConnect: Callable[[DtlsParameters], Awaitable[None]],
         livenessPolicy: LivenessPolicy | None = None,
-        resolver: Resolver = systemResolver,
+        resolver: Resolver | None = None,
     ) -> None:
         super().__init__()
-        self._resolver = resolver
+        # Host-name candidates: the system's resolver unless a test gives its own.
+        self._resolver = resolver or remote_candidates.systemResolver
         self._livenessPolicy = livenessPolicy or LivenessPolicy()
         self._remoteIceParameters = iceParameters
         self._remoteCandidates = iceCandidates
