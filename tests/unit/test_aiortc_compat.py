@@ -151,3 +151,42 @@ async def test_immediate_send_and_consent_checks_on_a_connected_pair(
         await router.close()
     with pytest.raises(ConnectionError):
         compat.sendRtpNow(client.dtlsTransport, packet.serialize())
+
+
+def test_ice_agent_internals_of_compat_ice() -> None:
+    """What compat_ice (ICE-TCP, our TURN gathering) reads and writes in aioice's agent."""
+    import aioice.ice
+
+    from mediasoup_client.handlers.aiortc import compat_ice
+
+    gatherer = RTCIceGatherer(
+        iceServers=[aiortc.RTCIceServer("turn:127.0.0.1:3479", username="u", credential="p")],
+        iceTransportPolicy=aiortc.RTCIceTransportPolicy.RELAY,
+    )
+    connection = gatherer._connection
+    for name in (
+        "_protocols", "_local_candidates", "_local_candidates_start", "_local_candidates_end",
+        "_transport_policy", "_nominated", "turn_server", "turn_username", "turn_password",
+    ):  # fmt: skip
+        assert hasattr(connection, name), f"{UPGRADE_HINT}: Connection.{name}"
+    for name in ("data_received", "request_received", "protocol_lost"):
+        assert callable(getattr(connection, name, None)), f"{UPGRADE_HINT}: Connection.{name}"
+    assert compat_ice.relayOnly(gatherer), UPGRADE_HINT
+    assert connection.turn_server == ("127.0.0.1", 3479), UPGRADE_HINT
+    compat_ice.takeTurnServers(gatherer)
+    assert connection.turn_server is None, UPGRADE_HINT
+    compat_ice.markGathered(gatherer)
+    assert connection.local_candidates == [], UPGRADE_HINT
+    # aioice's own TURN allocation, called with these keywords.
+    parameters = set(inspect.signature(aioice.ice.relayed_candidate).parameters)
+    assert parameters == {
+        "component", "hide_related_address", "protocol_factory", "turn_server",
+        "turn_username", "turn_password", "turn_ssl", "turn_transport",
+    }, UPGRADE_HINT  # fmt: skip
+    # A protocol stands for a local candidate; pairs reach it as pair.protocol.
+    assert "remote_addr" in dir(aioice.ice.CandidatePair), UPGRADE_HINT
+    signature = inspect.signature(aioice.ice.StunProtocol.request)
+    assert list(signature.parameters)[1:] == [
+        "request", "addr", "integrity_key", "retransmissions",
+    ], UPGRADE_HINT  # fmt: skip
+    assert aiortc.rtcicetransport.parse_stun_turn_uri("turns:h")["port"] == 5349, UPGRADE_HINT
