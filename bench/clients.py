@@ -81,9 +81,9 @@ class _Signaling:
         assert self.peer is not None, "not connected"
         return await self.peer.request(method, data)
 
-    async def createTransport(self) -> dict[str, Any]:
+    async def createTransport(self, *, forceTcp: bool = False) -> dict[str, Any]:
         info: dict[str, Any] = await self.request(
-            "createWebRtcTransport", {"producing": True, "consuming": False, "forceTcp": False}
+            "createWebRtcTransport", {"producing": True, "consuming": False, "forceTcp": forceTcp}
         )
         return info
 
@@ -129,6 +129,11 @@ class _OurTransport:
             handle=producer,
         )
 
+    async def selectedPair(self) -> dict[str, Any] | None:
+        """The transport's selected ICE candidate pair (types, protocols)."""
+        pair: dict[str, Any] | None = (await self._transport.getStats()).get("candidate-pair")
+        return pair
+
     async def close(self) -> None:
         self._transport.close()
         await self._signaling.closeTransport(self.id)
@@ -142,6 +147,10 @@ class OurClient:
     def __init__(self) -> None:
         self._signaling = _Signaling()
         self._device: Any = None
+        # The connectivity path of new transports: iceServers, iceTransportPolicy, forceTcp.
+        self.iceServers: list[dict[str, Any]] | None = None
+        self.iceTransportPolicy: str | None = None
+        self.forceTcp = False
 
     async def join(self, url: str) -> None:
         from mediasoup_client import Device
@@ -152,13 +161,15 @@ class OurClient:
         await self._signaling.join("mediasoup-client-python")
 
     async def createSendTransport(self) -> SendTransport:
-        info = await self._signaling.createTransport()
+        info = await self._signaling.createTransport(forceTcp=self.forceTcp)
         transport = self._device.createSendTransport(
             id=info["id"],
             iceParameters=info["iceParameters"],
             iceCandidates=info["iceCandidates"],
             dtlsParameters=info["dtlsParameters"],
             sctpParameters=info.get("sctpParameters"),
+            iceServers=self.iceServers,
+            iceTransportPolicy=self.iceTransportPolicy,
         )
         signaling = self._signaling
 

@@ -5,7 +5,7 @@ Starts the local SFU once, then runs every scenario with both clients, one proce
 our send path with py-spy, prints the table and writes ``bench/out/results.json`` and
 ``bench/out/results.png``. Started by ``bench/run``, which prepares both environments.
 
-    .venv/bin/python bench/driver.py [--quick] [--skip-profile]
+    .venv/bin/python bench/driver.py [--quick] [--skip-profile] [--only paths]
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from typing import Any
 from profile_summary import summarise as summariseProfile
 
 from mediasoup_client.signaling.local_sfu import LocalSfu
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.coturn import Coturn, CoturnError
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -215,6 +218,69 @@ def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
         for c in CLIENTS
     }
     return results
+
+
+PATHS = ("udp", "ice-tcp", "turn-udp", "turn-tcp", "turn-tls")
+
+
+def runPaths(runner: Runner, settings: Settings) -> dict[str, Any]:
+    """First RTP (as in 1, ours only) through each connectivity path: direct UDP, ICE over
+    TCP (the router offering TCP only), and TURN over UDP, TCP and TLS with
+    iceTransportPolicy 'relay' (coturn on 127.0.0.1, started here)."""
+    print("6. first RTP per connectivity path (ours)", file=sys.stderr)
+    reps = ["--reps", str(settings.reps)]
+    results: dict[str, Any] = {}
+    for path in ("udp", "ice-tcp"):
+        options = [*reps, "--path", path] + (["--force-tcp"] if path == "ice-tcp" else [])
+        results[path] = runner.run("ours", "first-rtp-path", options, label=f"path-{path}")
+    try:
+        turn = Coturn("127.0.0.1").start()
+    except CoturnError as error:
+        for path in PATHS[2:]:
+            results[path] = {"error": f"coturn: {error}"}
+        return results
+    try:
+        for transport in ("udp", "tcp", "tls"):
+            path = f"turn-{transport}"
+            options = [
+                *reps, "--path", path, "--policy", "relay",
+                "--ice-servers", json.dumps([turn.iceServer(transport)]),
+            ]  # fmt: skip
+            if transport == "tls":
+                options += ["--ca-file", str(turn.caFile)]
+            results[path] = runner.run("ours", "first-rtp-path", options, label=f"path-{path}")
+    finally:
+        turn.stop()
+    return results
+
+
+def pathRows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for path in PATHS:
+        result = results.get(path, {"error": "not run"})
+        pairs = result.get("selectedPairs") or []
+        seen = "; ".join(
+            "/".join(str(v) for v in (p.get("localCandidateType"), p.get("protocol"),
+                                      p.get("relayProtocol")) if v)
+            for p in pairs
+        )  # fmt: skip
+        rows.append(
+            {
+                "scenario": f"6 first RTP via {path}, new transport",
+                "metric": "median ms",
+                "ours": cell(result, result.get("coldMedianMs"), 1),
+                "pymediasoup": "-",
+                "ratio": "-",
+                "target": "",
+                "met": "-",
+                "note": f"connected transport {fmt(result.get('warmMedianMs'), 1)} ms; "
+                f"{len(result.get('coldMs', []))} reps; pair {seen or '?'}",
+                "oursValue": result.get("coldMedianMs"),
+                "theirValue": None,
+                "ratioValue": None,
+            }
+        )
+    return rows
 
 
 def runProfiles(runner: Runner, settings: Settings, results: dict[str, Any]) -> dict[str, Any]:
@@ -577,9 +643,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for development")
     parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument(
+        "--only", choices=["paths"], help="paths: only 6, first RTP per connectivity path"
+    )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
-    for python in PYTHONS.values():
+    needed = [PYTHONS["ours"]] if args.only else list(PYTHONS.values())
+    for python in needed:
         if not python.exists():
             print(f"bench: {python} is missing: run bench/run", file=sys.stderr)
             return 1
@@ -591,9 +661,14 @@ def main() -> int:
     info = machine()
     with LocalSfu() as sfu:
         runner = Runner(sfu, logDir)
-        results = runScenarios(runner, settings)
-        profiles = {} if args.skip_profile else runProfiles(runner, settings, results)
-    rows = buildRows(results)
+        if args.only == "paths":
+            results = {"paths": runPaths(runner, settings)}
+            profiles: dict[str, Any] = {}
+        else:
+            results = runScenarios(runner, settings)
+            results["paths"] = runPaths(runner, settings)
+            profiles = {} if args.skip_profile else runProfiles(runner, settings, results)
+    rows = ([] if args.only else buildRows(results)) + pathRows(results["paths"])
     report = {
         "mode": "quick" if args.quick else "full",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -605,7 +680,8 @@ def main() -> int:
         "results": results,
     }
     (OUT / "results.json").write_text(json.dumps(report, indent=2))
-    chart(rows, profiles, OUT / "results.png")
+    if not args.only:
+        chart(rows, profiles, OUT / "results.png")
     print()
     print(
         f"mediasoup-client (ours) vs pymediasoup {info['pymediasoup']} — {report['mode']} run, "
@@ -616,7 +692,8 @@ def main() -> int:
         print()
         print("Where our send path's CPU goes (py-spy):")
         print(profileTable(profiles))
-    print(f"\nwritten: {OUT / 'results.json'}, {OUT / 'results.png'}, logs in {logDir}")
+    chartNote = "" if args.only else f", {OUT / 'results.png'}"
+    print(f"\nwritten: {OUT / 'results.json'}{chartNote}, logs in {logDir}")
     failed = [
         f"{name}/{client}"
         for name, pair in results.items()

@@ -43,10 +43,11 @@ async def firstRtp(client: BenchClient, args: argparse.Namespace) -> dict[str, A
     warm: list[float] = []
     answered: list[float] = []  # produce() call to its return (signaling included)
     failures: list[str] = []
+    pairs: list[Any] = []
     for repetition in range(args.reps + 1):
         while True:
             try:
-                times = await _firstRtpRepetition(client)
+                times = await _firstRtpRepetition(client, pairs if args.path else None)
                 break
             except Exception as error:
                 # A failed attempt (seen with pymediasoup: an aiortc offer without a usable
@@ -67,11 +68,41 @@ async def firstRtp(client: BenchClient, args: argparse.Namespace) -> dict[str, A
         "warmMedianMs": median(warm),
         "produceReturnMedianMs": median(answered),
         "failedAttempts": failures,
+        **({"path": args.path, "selectedPairs": _distinct(pairs)} if args.path else {}),
     }
 
 
-async def _firstRtpRepetition(client: BenchClient) -> tuple[float, float, float]:
-    """(cold ms, warm ms, cold produce() return ms) on a new send transport."""
+def _distinct(pairs: list[Any]) -> list[dict[str, Any]]:
+    """The kinds of selected pair seen (types and protocols, without addresses)."""
+    kinds = {
+        json.dumps({k: v for k, v in (p or {}).items() if k.endswith(("Type", "rotocol"))})
+        for p in pairs
+    }
+    return [json.loads(k) for k in sorted(kinds)]
+
+
+# 1b. The same through each connectivity path: TURN over UDP/TCP/TLS, ICE over TCP.
+async def firstRtpPath(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """``first-rtp`` with the transports' ICE options (ours only: pymediasoup's aiortc
+    handler pairs UDP only)."""
+    from clients import OurClient
+
+    if not isinstance(client, OurClient):
+        return {"unsupported": f"{client.name}: connectivity paths are measured for ours only"}
+    if args.ca_file:
+        # turns: verifies against the default trust store; the bench's coturn is self-signed.
+        os.environ["SSL_CERT_FILE"] = args.ca_file
+    client.iceServers = json.loads(args.ice_servers) if args.ice_servers else None
+    client.iceTransportPolicy = args.policy
+    client.forceTcp = args.force_tcp
+    return await firstRtp(client, args)
+
+
+async def _firstRtpRepetition(
+    client: BenchClient, pairs: list[Any] | None = None
+) -> tuple[float, float, float]:
+    """(cold ms, warm ms, cold produce() return ms) on a new send transport (its selected
+    candidate pair appended to ``pairs`` when given)."""
     transport = await client.createSendTransport()
     tracks = [PatternVideoTrack(640, 480, 30, seed=1), PatternVideoTrack(640, 480, 30, seed=2)]
     firstRtp: list[float] = []
@@ -87,6 +118,8 @@ async def _firstRtpRepetition(client: BenchClient) -> tuple[float, float, float]
             firstRtp.append((first - started) * 1000)
             if not returnedAfter:
                 returnedAfter = (returned - started) * 1000
+        if pairs is not None:
+            pairs.append(await transport.selectedPair())  # type: ignore[attr-defined]
     finally:
         await transport.close()
         for track in tracks:
@@ -302,6 +335,7 @@ async def memory(client: BenchClient, args: argparse.Namespace) -> dict[str, Any
 
 SCENARIOS = {
     "first-rtp": firstRtp,
+    "first-rtp-path": firstRtpPath,
     "video": video,
     "opus": opusCapacity,
     "memory": memory,
@@ -348,6 +382,11 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-time", type=float, default=150.0, help="opus ramp time limit")
     parser.add_argument("--transports", type=int, default=100)
     parser.add_argument("--paused", action="store_true", help="memory: pause every producer")
+    parser.add_argument("--path", default="", help="first-rtp-path: the path's name")
+    parser.add_argument("--ice-servers", default="", help="first-rtp-path: iceServers JSON")
+    parser.add_argument("--policy", default=None, help="first-rtp-path: iceTransportPolicy")
+    parser.add_argument("--force-tcp", action="store_true", help="first-rtp-path: TCP only")
+    parser.add_argument("--ca-file", default="", help="first-rtp-path: trust for turns:")
     return parser.parse_args(argv)
 
 
