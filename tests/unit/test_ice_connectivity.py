@@ -274,6 +274,11 @@ async def test_only_the_selected_tcp_stream_stays_open(liteTcp: IceLiteTcpPeer) 
         pair = compat_ice.selectedPair(gatherer)
         assert pair is not None
         assert [f"{h}:{p}" for h, p in protocol.streams] == [pair["remoteAddress"]]
+        # A late check towards a pair that lost opens no new connection.
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+        with pytest.raises(stun.TransactionTimeout):
+            await protocol.request(request, ("127.0.0.1", second.port))
+        assert len(second.connections) <= 1
         await ice.stop()
         assert protocol.streams == {}
     finally:

@@ -138,6 +138,9 @@ class IceTcpProtocol:
         self.transactions: dict[bytes, stun.Transaction] = {}
         self.streams: dict[tuple[str, int], _Stream] = {}
         self.isClosed = False
+        # Once ICE is done, only the selected pair's stream may exist (None: no stream).
+        self._done = False
+        self._keep: tuple[str, int] | None = None
         self._connecting: dict[tuple[str, int], asyncio.Task[_Stream]] = {}
         self.transport = _FramedSender(self)
         self.local_candidate = Candidate(
@@ -222,12 +225,21 @@ class IceTcpProtocol:
             self.receiver.protocol_lost(self)  # type: ignore[arg-type]
 
     def closeStreams(self, keep: tuple[str, int] | None = None) -> None:
+        """Close every stream but ``keep``'s, connections still being made included, and
+        refuse new ones to other addresses (pairs that lost to the selected one)."""
+        self._done, self._keep = True, keep
+        for remote, task in list(self._connecting.items()):
+            if remote != keep:
+                task.cancel()
         for remote, stream in list(self.streams.items()):
             if remote != keep and stream.transport is not None:
                 stream.transport.close()
 
+    def _refused(self, addr: tuple[str, int]) -> bool:
+        return self.isClosed or (self._done and addr != self._keep)
+
     async def _stream(self, addr: tuple[str, int]) -> _Stream:
-        if self.isClosed:
+        if self._refused(addr):
             raise ConnectionError("ICE-TCP candidate closed")
         stream = self.streams.get(addr)
         if stream is not None:
@@ -237,7 +249,13 @@ class IceTcpProtocol:
             task = asyncio.ensure_future(self._connect(addr))
             self._connecting[addr] = task
             task.add_done_callback(lambda _t: self._connecting.pop(addr, None))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the request itself was cancelled
+            raise ConnectionError("ICE-TCP connection given up") from None
 
     async def _connect(self, addr: tuple[str, int]) -> _Stream:
         loop = asyncio.get_running_loop()
@@ -250,7 +268,7 @@ class IceTcpProtocol:
             ),
             TCP_CONNECT_TIMEOUT,
         )
-        if self.isClosed:
+        if self._refused(addr):
             if stream.transport is not None:
                 stream.transport.close()
             raise ConnectionError("ICE-TCP candidate closed")
