@@ -196,7 +196,7 @@ async def consume(args: argparse.Namespace) -> int:
 
         header = {"command": "consume", "url": url, "duration": args.duration, "consuming": True}
         loop = RunLoop(takeTick, onKey, header, args.duration, args.json)
-        client.on("disconnected", lambda: loop.fail("the connection to the room was lost"))
+        _reportRecovery(client, loop)
         _emitJoined(loop, url, None, args.json)
         outcome = await loop.run()
     return _finish(outcome, args, producing=False, receiver=receiver)
@@ -299,13 +299,7 @@ async def _runProducers(
         "consuming": receiverClient is not None,
     }
     loop = RunLoop(takeTick, onKey, header, args.duration, args.json)
-    client.on("disconnected", lambda: loop.fail("the connection to the room was lost"))
-
-    def onConnectionState(state: str) -> None:
-        if state == "failed":
-            loop.fail("the media connection to the router failed")
-
-    client.sendTransport.on("connectionstatechange", onConnectionState)
+    _reportRecovery(client, loop)
     ended: set[str] = set()
 
     def onTrackEnded(producer: Producer) -> None:
@@ -313,8 +307,20 @@ async def _runProducers(
         if len(ended) == len(producers):
             loop.finish()  # the file or device has nothing more
 
+    def watch(producer: Producer) -> None:
+        producer.on("trackended", lambda: onTrackEnded(producer))
+
+    def onReplaced(old: Producer, new: Producer) -> None:
+        # The room client made a new session: keep showing (and controlling) the new one.
+        producers[producers.index(old)] = new
+        if old.id in ended:
+            ended.discard(old.id)
+            ended.add(new.id)
+        watch(new)
+
     for producer in producers:
-        producer.on("trackended", lambda p=producer: onTrackEnded(p))
+        watch(producer)
+    client.on("producerreplaced", onReplaced)
     _emitJoined(loop, url, consumeUrl, args.json, [p.id for p in producers])
     outcome = await loop.run()
     if args.plot:
@@ -339,6 +345,15 @@ def _emitJoined(
         line["producers"] = producerIds
     if jsonOutput:
         print(jsonDumps(line), flush=True)
+
+
+def _reportRecovery(client: RoomClient, loop: RunLoop) -> None:
+    """Network trouble is shown, not fatal: the room client recovers by itself."""
+    client.on(
+        "reconnecting",
+        lambda reason: loop.emit({"type": "event", "event": "reconnecting", "reason": reason}),
+    )
+    client.on("reconnected", lambda: loop.emit({"type": "event", "event": "reconnected"}))
 
 
 def _finish(
