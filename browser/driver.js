@@ -131,7 +131,7 @@ async function handle(command) {
 					return window.peerApi[fn](arg);
 				},
 				command.fn,
-				command.arg === undefined ? {} : command.arg,
+				command.arg === undefined || command.arg === null ? {} : command.arg,
 			);
 		case 'evaluate':
 			return pageOf(command.page).evaluate(command.expression);

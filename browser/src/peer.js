@@ -169,14 +169,18 @@ window.peerApi = {
 
 	// The fake camera: VP8 simulcast (encodings given), H264 (codec "H264") or one encoding
 	// with a scalabilityMode.
-	async produceVideo({ codec = 'VP8', encodings, width, height, frameRate, appData = {} } = {}) {
+	// codecParameters picks among codecs of one name (H264 profiles), e.g.
+	// {"profile-level-id": "42e01f"}.
+	async produceVideo({ codec = 'VP8', codecParameters = {}, encodings, width, height, frameRate, appData = {} } = {}) {
 		const current = requireRoom();
-		const track = await camera({ width, height, frameRate });
-		const options = { track, appData: { ...appData, source: 'webcam' } };
-		if (encodings) options.encodings = encodings;
 		const wanted = `video/${codec}`.toLowerCase();
-		options.codec = current.device.sendRtpCapabilities.codecs.find((c) => c.mimeType.toLowerCase() === wanted);
-		if (!options.codec) throw new Error(`the browser cannot send ${codec} to this router`);
+		const matches = (c) => c.mimeType.toLowerCase() === wanted
+			&& Object.entries(codecParameters).every(([key, value]) => (c.parameters || {})[key] === value);
+		const chosen = current.device.sendRtpCapabilities.codecs.find(matches);
+		if (!chosen) throw new Error(`the browser cannot send ${codec} ${JSON.stringify(codecParameters)} to this router`);
+		const track = await camera({ width, height, frameRate });
+		const options = { track, codec: chosen, appData: { ...appData, source: 'webcam' } };
+		if (encodings) options.encodings = encodings;
 		const producer = await current.sendTransport.produce(options);
 		current.producers.set(producer.id, producer);
 		return { id: producer.id, rtpParameters: producer.rtpParameters };

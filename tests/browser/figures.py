@@ -3,6 +3,7 @@ switches and freezes as Chromium itself counts them."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ def freezes(samples: list[dict[str, Any]]) -> list[Freeze]:
     duration, when the frame that ends it arrives; samples 100 ms apart never hold two
     (Chromium needs >= 150 ms of silence for one)."""
     found = []
-    for before, after in zip(samples, samples[1:], strict=False):
+    for before, after in itertools.pairwise(samples):
         a, b = inbound(before), inbound(after)
         if not a or not b:
             continue
@@ -39,7 +40,7 @@ def decodedRate(samples: list[dict[str, Any]]) -> float:
     """Frames decoded per second from the first sample to the last."""
     first, last = inbound(samples[0]), inbound(samples[-1])
     seconds = (samples[-1]["at"] - samples[0]["at"]) / 1000
-    return (last.get("framesDecoded", 0) - first.get("framesDecoded", 0)) / seconds
+    return float(last.get("framesDecoded", 0) - first.get("framesDecoded", 0)) / seconds
 
 
 def firstSampleWith(
@@ -54,4 +55,4 @@ def firstSampleWith(
 
 def gaps(frameTimes: list[float], over: float) -> list[tuple[float, float]]:
     """(start, length) in ms of every gap longer than ``over`` ms between rendered frames."""
-    return [(a, b - a) for a, b in zip(frameTimes, frameTimes[1:], strict=False) if b - a > over]
+    return [(a, b - a) for a, b in itertools.pairwise(frameTimes) if b - a > over]

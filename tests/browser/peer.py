@@ -95,8 +95,14 @@ class Chromium:
             # The driver keeps Chromium alive exactly as long as its stdin stays open: when
             # this process ends, however abruptly, the pipe closes and both go.
             self._process = subprocess.Popen(
-                [node, str(driver), "--chromium", self._chromium, "--user-data-dir",
-                 self._userDataDir],
+                [
+                    node,
+                    str(driver),
+                    "--chromium",
+                    self._chromium,
+                    "--user-data-dir",
+                    self._userDataDir,
+                ],
                 cwd=browserDir(),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -181,15 +187,30 @@ class Chromium:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            raise BrowserError(f"browser command {cmd} {fields.get('fn', '')} timed out "
-                               f"after {timeout:g} s") from None
+            raise BrowserError(
+                f"browser command {cmd} {fields.get('fn', '')} timed out after {timeout:g} s"
+            ) from None
         finally:
             with self._lock:
                 self._pending.pop(commandId, None)
 
     async def open(self, url: str, api: str | None = None) -> int:
+        """A new tab at ``url``; ``api`` names a window object the page must define. Returns
+        the page id."""
         answer = await self.command("open", url=url, api=api)
         return int(answer["page"])
+
+    async def evaluate(self, page: int, expression: str) -> Any:
+        return await self.command("evaluate", page=page, expression=expression)
+
+    async def screenshot(
+        self, page: int, path: str | os.PathLike[str], selector: str | None = None
+    ) -> None:
+        """A PNG of the page, or of its first element matching ``selector``."""
+        await self.command("screenshot", page=page, path=str(path), selector=selector)
+
+    async def closePage(self, page: int) -> None:
+        await self.command("closePage", timeout=5, page=page)
 
     # The reader thread.
     def _readLoop(self) -> None:
@@ -289,16 +310,19 @@ class BrowserPeer:
         consume: bool = True,
         displayName: str = "chromium",
     ) -> BrowserPeer:
-        roomUrl = (
-            f"ws://127.0.0.1:{sfuPort}/?"
-            f"{urlencode({'roomId': roomId, 'peerId': peerId or 'chromium-' + uuid.uuid4().hex[:6]})}"
-        )
+        query = {"roomId": roomId, "peerId": peerId or f"chromium-{uuid.uuid4().hex[:6]}"}
+        roomUrl = f"ws://127.0.0.1:{sfuPort}/?{urlencode(query)}"
         page = await browser.open(pageUrl(sfuPort), api="peerApi")
         peer = cls(browser, page, roomId, roomUrl)
         try:
             await peer.call(
                 "join",
-                {"url": roomUrl, "produce": produce, "consume": consume, "displayName": displayName},
+                {
+                    "url": roomUrl,
+                    "produce": produce,
+                    "consume": consume,
+                    "displayName": displayName,
+                },
             )
         except BaseException:
             await peer.close()
@@ -315,14 +339,22 @@ class BrowserPeer:
         self,
         *,
         codec: str = "VP8",
+        codecParameters: dict[str, Any] | None = None,
         encodings: list[dict[str, Any]] | None = None,
         width: int = 640,
         height: int = 480,
         frameRate: int = 30,
     ) -> dict[str, Any]:
         """The fake camera: ``encodings`` as in mediasoup-client (several = simulcast, or one
-        with a ``scalabilityMode``); ``codec`` "VP8" or "H264"."""
-        arg = {"codec": codec, "width": width, "height": height, "frameRate": frameRate}
+        with a ``scalabilityMode``); ``codec`` "VP8" or "H264", ``codecParameters`` choosing
+        among the router's codecs of that name (``{"profile-level-id": "42e01f"}``)."""
+        arg: dict[str, Any] = {
+            "codec": codec,
+            "codecParameters": codecParameters or {},
+            "width": width,
+            "height": height,
+            "frameRate": frameRate,
+        }
         if encodings is not None:
             arg["encodings"] = encodings
         result: dict[str, Any] = await self.call("produceVideo", arg)
@@ -337,7 +369,7 @@ class BrowserPeer:
         return result
 
     async def sendMessages(self, dataProducerId: str, count: int, timeout: float = 120) -> Any:
-        """Messages 0..count-1 of the test rule (``testMessage``), sent from the browser."""
+        """Messages 0..count-1 of the test rule (``dataMessage``), sent from the browser."""
         return await self.call(
             "sendMessages", {"dataProducerId": dataProducerId, "count": count}, timeout=timeout
         )
@@ -381,7 +413,11 @@ class BrowserPeer:
         was answered at."""
         answer = await self.call(
             "setPreferredLayers",
-            {"consumerId": consumerId, "spatialLayer": spatialLayer, "temporalLayer": temporalLayer},
+            {
+                "consumerId": consumerId,
+                "spatialLayer": spatialLayer,
+                "temporalLayer": temporalLayer,
+            },
         )
         return float(answer["at"])
 
@@ -418,7 +454,7 @@ class BrowserPeer:
         return float(await self.call("now"))
 
     async def screenshot(self, path: str | os.PathLike[str], selector: str | None = None) -> None:
-        await self.browser.command("screenshot", page=self.page, path=str(path), selector=selector)
+        await self.browser.screenshot(self.page, path, selector)
 
     async def close(self) -> None:
         if self.closed:
@@ -427,10 +463,10 @@ class BrowserPeer:
             await self.call("close", timeout=5)
         self.closed = True
         with contextlib.suppress(BrowserError):
-            await self.browser.command("closePage", timeout=5, page=self.page)
+            await self.browser.closePage(self.page)
 
 
-def testMessage(index: int) -> str | bytes:
+def dataMessage(index: int) -> str | bytes:
     """The data message the browser page sends and expects at ``index`` (odd: text, even:
     binary; 1 to 3000 bytes)."""
     size = 1 + (index * 7919) % 3000

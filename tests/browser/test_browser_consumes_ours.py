@@ -144,7 +144,9 @@ async def test_l1t3_temporal_layers_show_in_the_browser_frame_rate(
     encodings = [{**encoding, "scalabilityMode": "L1T3"} for encoding in SIMULCAST]
     camera: BrowserPeer | None = None
     if sender == "ours":
-        producerId = (await publisher.produce(PatternVideoTrack(640, 480, 30), encodings=encodings)).id
+        producerId = (
+            await publisher.produce(PatternVideoTrack(640, 480, 30), encodings=encodings)
+        ).id
     else:
         camera = await BrowserPeer.join(chromium, sfu.port, browser.roomId, consume=False)
         producerId = (await camera.produceVideo(encodings=encodings))["id"]
@@ -156,7 +158,9 @@ async def test_l1t3_temporal_layers_show_in_the_browser_frame_rate(
         expected = {0: (5.5, 9.5), 1: (12.0, 18.0), 2: (25.0, 31.0)}
         rates: dict[int, float] = {}
         for temporalLayer in (0, 1, 2):
-            await browser.setPreferredLayers(consumer["id"], spatialLayer=2, temporalLayer=temporalLayer)
+            await browser.setPreferredLayers(
+                consumer["id"], spatialLayer=2, temporalLayer=temporalLayer
+            )
             await asyncio.sleep(1)
             since = await browser.now()
             await asyncio.sleep(3)
@@ -204,9 +208,13 @@ async def test_first_frames_show_at_once_for_each_new_browser_viewer(
                     longest = max((g for _, g in gaps(afterFirst, 0)), default=0)
                     figures.append((viewerIndex, who, round(firstMs), round(longest)))
                     if firstMs > 1000:
-                        problems.append(f"viewer {viewerIndex}, {who}: first frame after {firstMs:.0f} ms")
+                        problems.append(
+                            f"viewer {viewerIndex}, {who}: first frame after {firstMs:.0f} ms"
+                        )
                     if longest > 500:
-                        problems.append(f"viewer {viewerIndex}, {who}: {longest:.0f} ms without a frame")
+                        problems.append(
+                            f"viewer {viewerIndex}, {who}: {longest:.0f} ms without a frame"
+                        )
             finally:
                 await viewer.close()
         print(f"(viewer, producer, first frame ms, longest gap ms): {figures}")
