@@ -83,7 +83,10 @@ class _Signaling:
 
     async def createTransport(self) -> dict[str, Any]:
         info: dict[str, Any] = await self.request(
-            "createWebRtcTransport", {"producing": True, "consuming": False, "forceTcp": False}
+            "createWebRtcTransport",
+            # No data channels: without the field the local SFU enables SCTP (mediasoup-client
+            # 3.24 has no SCTP capabilities), and our client would then start an association.
+            {"producing": True, "consuming": False, "forceTcp": False, "sctpCapabilities": None},
         )
         return info
 

@@ -13,14 +13,21 @@
  * Requests are those of mediasoup-demo's Room.js, plus a few test-oriented extras
  * (getProducerInfo, getConsumerInfo, getTransportInfo, closeTransport). A bad request gets a
  * protoo error answer; nothing a client sends can take the process down.
+ *
+ * The same port serves the browser pages over HTTP (built by scripts/install-browser.sh):
+ *   http://127.0.0.1:<port>/watch?roomId=<room>   watch a room (every producer's video and audio)
+ *   http://127.0.0.1:<port>/peer.html             the test peer the browser tests drive
  */
 
+const fs = require('fs');
 const http = require('http');
+const path = require('path');
 const url = require('url');
 const mediasoup = require('mediasoup');
 const protoo = require('protoo-server');
 
 const LISTEN_IP = '127.0.0.1';
+const BROWSER_DIR = process.env.SFU_BROWSER_DIR || path.join(__dirname, '..', 'browser');
 const SCTP_SEND_BUFFER_SIZE = Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE || 32 * 1024 * 1024);
 
 function parseArgs(argv) {
@@ -70,6 +77,18 @@ const MEDIA_CODECS = [
 		},
 	},
 ];
+
+// mediasoup-client 3.24 has no SCTP capabilities (the stream counts are negotiated in the
+// association), and the newest mediasoup-demo signaling leaves them out of createWebRtcTransport
+// and join while its data channels work: a request without the field gets SCTP with
+// mediasoup's default stream counts. Older clients (and ours) send their capabilities, or null
+// for "no data channels".
+const DEFAULT_SCTP_CAPABILITIES = { numStreams: { OS: 1024, MIS: 1024 } };
+
+function sctpCapabilitiesOf(data) {
+	if (!Object.prototype.hasOwnProperty.call(data, 'sctpCapabilities')) return DEFAULT_SCTP_CAPABILITIES;
+	return data.sctpCapabilities || undefined;
+}
 
 class RequestError extends Error {
 	constructor(code, reason) {
@@ -169,7 +188,7 @@ class Room {
 				peer.data.displayName = data.displayName;
 				peer.data.device = data.device;
 				peer.data.rtpCapabilities = data.rtpCapabilities;
-				peer.data.sctpCapabilities = data.sctpCapabilities;
+				peer.data.sctpCapabilities = sctpCapabilitiesOf(data);
 				const others = this.joinedPeers({ excludePeer: peer });
 				const peerInfos = others.map((p) => ({
 					id: p.id, displayName: p.data.displayName, device: p.data.device,
@@ -192,7 +211,8 @@ class Room {
 			}
 
 			case 'createWebRtcTransport': {
-				const { forceTcp, producing, consuming, sctpCapabilities } = data;
+				const { forceTcp, producing, consuming } = data;
+				const sctpCapabilities = sctpCapabilitiesOf(data);
 				const options = {
 					listenIps: [{ ip: LISTEN_IP }],
 					enableUdp: !forceTcp,
@@ -218,6 +238,19 @@ class Room {
 					}
 				});
 				transport.observer.on('close', () => peer.data.transports.delete(transport.id));
+				// mediasoup 3.8.4 resets the transport's consumers whenever ICE reaches connected
+				// or completed while DTLS is already up (a browser's ICE goes connected ->
+				// completed just after DTLS): a simulcast consumer then drops everything until a
+				// key frame that nobody requests, and the browser shows one frame, then nothing
+				// until its own PLI about 3 s later. Ask for that key frame.
+				transport.on('icestatechange', (iceState) => {
+					if ((iceState !== 'connected' && iceState !== 'completed') || transport.dtlsState !== 'connected') return;
+					for (const consumer of peer.data.consumers.values()) {
+						if (consumer.kind === 'video' && consumer.appData.transportId === transport.id) {
+							consumer.requestKeyFrame().catch(() => {});
+						}
+					}
+				});
 				return {
 					id: transport.id,
 					iceParameters: transport.iceParameters,
@@ -364,7 +397,9 @@ class Room {
 			if (!caps || !this.router.canConsume({ producerId: producer.id, rtpCapabilities: caps })) return;
 			const transport = [...consumerPeer.data.transports.values()].find((t) => t.appData.consuming);
 			if (!transport) return;
-			const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: caps, paused: true });
+			const consumer = await transport.consume({
+				producerId: producer.id, rtpCapabilities: caps, paused: true, appData: { transportId: transport.id },
+			});
 			consumerPeer.data.consumers.set(consumer.id, consumer);
 			const notify = (method, payload) => consumerPeer.notify(method, payload).catch(() => {});
 			consumer.observer.on('close', () => consumerPeer.data.consumers.delete(consumer.id));
@@ -381,12 +416,16 @@ class Room {
 				spatialLayer: layers ? layers.spatialLayer : null,
 				temporalLayer: layers ? layers.temporalLayer : null,
 			}));
+			// mediasoup 3.2x copies the producer's msid into its consumers (one peer's audio and
+			// video play as one MediaStream); 3.8.4 drops it, so the room does it.
+			const rtpParameters = { ...consumer.rtpParameters };
+			if (typeof producer.rtpParameters.msid === 'string') rtpParameters.msid = producer.rtpParameters.msid;
 			await consumerPeer.request('newConsumer', {
 				peerId: producerPeer.id,
 				producerId: producer.id,
 				id: consumer.id,
 				kind: consumer.kind,
-				rtpParameters: consumer.rtpParameters,
+				rtpParameters,
 				type: consumer.type,
 				appData: producer.appData,
 				producerPaused: consumer.producerPaused,
@@ -425,6 +464,39 @@ class Room {
 	}
 }
 
+// The browser pages (browser/pages, bundles in browser/dist), read on every request so a
+// rebuilt bundle needs no restart.
+const PAGES = {
+	'/': 'pages/watch.html',
+	'/watch': 'pages/watch.html',
+	'/watch.html': 'pages/watch.html',
+	'/peer.html': 'pages/peer.html',
+	'/dist/peer.js': 'dist/peer.js',
+	'/dist/watch.js': 'dist/watch.js',
+};
+const CONTENT_TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+
+function servePage(req, res) {
+	const file = PAGES[url.parse(req.url).pathname];
+	if (!file || (req.method !== 'GET' && req.method !== 'HEAD')) {
+		res.writeHead(404, { 'Content-Type': 'text/plain' });
+		res.end('not found\n');
+		return;
+	}
+	fs.readFile(path.join(BROWSER_DIR, file), (error, body) => {
+		if (error) {
+			res.writeHead(503, { 'Content-Type': 'text/plain' });
+			res.end(`${file} is missing in ${BROWSER_DIR}: run scripts/install-browser.sh\n`);
+			return;
+		}
+		res.writeHead(200, {
+			'Content-Type': CONTENT_TYPES[path.extname(file)],
+			'Cache-Control': 'no-store',
+		});
+		res.end(req.method === 'HEAD' ? undefined : body);
+	});
+}
+
 async function main() {
 	const options = parseArgs(process.argv);
 	const worker = await mediasoup.createWorker({
@@ -453,10 +525,7 @@ async function main() {
 		return roomCreations.get(roomId);
 	}
 
-	const httpServer = http.createServer((req, res) => {
-		res.writeHead(404);
-		res.end();
-	});
+	const httpServer = http.createServer(servePage);
 	const wsServer = new protoo.WebSocketServer(httpServer, {
 		maxReceivedFrameSize: 960000,
 		maxReceivedMessageSize: 960000,

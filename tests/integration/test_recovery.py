@@ -37,7 +37,7 @@ async def test_a_failed_transport_is_replaced_and_media_flows_again(sfu: LocalSf
         started = time.monotonic()
         await waitFor(lambda: _now(events == ["reconnecting", "reconnected"]), 15, "recovery")
         assert set(replaced) == {video.id, audio.id}
-        assert video.closed and audio.closed and not video_track.readyState == "ended"
+        assert video.closed and audio.closed and video_track.readyState != "ended"
         new_video = publisher.producers[replaced[video.id]]
         assert new_video.track is video_track
         assert new_video.rtpParameters["encodings"][0]["maxBitrate"] == 300_000

@@ -294,6 +294,7 @@ async def _runProducers(
         "command": "produce",
         "url": url,
         "consumeUrl": consumeUrl,
+        "watchUrl": local_room.watchUrl(url),
         "source": sources.label,
         "duration": args.duration,
         "consuming": receiverClient is not None,
@@ -321,7 +322,7 @@ async def _runProducers(
     for producer in producers:
         watch(producer)
     client.on("producerreplaced", onReplaced)
-    _emitJoined(loop, url, consumeUrl, args.json, [p.id for p in producers])
+    _emitJoined(loop, url, consumeUrl, args.json, [p.id for p in producers], header["watchUrl"])
     outcome = await loop.run()
     if args.plot:
         try:
@@ -337,10 +338,13 @@ def _emitJoined(
     consumeUrl: str | None,
     jsonOutput: bool,
     producerIds: list[str] | None = None,
+    watchUrl: str | None = None,
 ) -> None:
     line: dict[str, Any] = {"type": "joined", "url": url}
     if consumeUrl:
         line["consumeUrl"] = consumeUrl
+    if watchUrl:
+        line["watchUrl"] = watchUrl
     if producerIds is not None:
         line["producers"] = producerIds
     if jsonOutput:

@@ -71,6 +71,8 @@ def _header(tick: dict[str, Any], header: dict[str, Any]) -> RenderableType:
     text.append(f"room: {header.get('url', '')}\n", style="cyan")
     if header.get("consumeUrl"):
         text.append(f"consume it: mediasoup-client consume '{header['consumeUrl']}'\n", style="dim")
+    if header.get("watchUrl"):
+        text.append(f"watch it in a browser: {header['watchUrl']}\n", style="bold cyan")
     if header.get("source"):
         text.append(f"source: {header['source']}\n")
     states = tick.get("transports") or {}
