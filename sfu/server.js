@@ -27,6 +27,10 @@ const mediasoup = require('mediasoup');
 const protoo = require('protoo-server');
 
 const LISTEN_IP = '127.0.0.1';
+// libwebrtc senders (browsers) ignore a key frame request that comes within 300 ms of their
+// last key frame, and mediasoup 3.8.4 then waits a whole second before asking again: key
+// frame requests of ours for one producer are spaced at least this much.
+const KEY_FRAME_REQUEST_SPACING_MS = 350;
 const BROWSER_DIR = process.env.SFU_BROWSER_DIR || path.join(__dirname, '..', 'browser');
 const SCTP_SEND_BUFFER_SIZE = Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE || 32 * 1024 * 1024);
 
@@ -116,6 +120,20 @@ class Room {
 		this.router = router;
 		this.protooRoom = new protoo.Room();
 		this.closed = false;
+		// Producer id -> when a key frame was last asked of it (ms).
+		this.keyFrameRequestedAt = new Map();
+	}
+
+	// A key frame for `consumer`, asked at once or as soon as the spacing allows.
+	requestKeyFrameSpaced(consumer) {
+		const last = this.keyFrameRequestedAt.get(consumer.producerId) || 0;
+		const wait = Math.max(0, last + KEY_FRAME_REQUEST_SPACING_MS - Date.now());
+		this.keyFrameRequestedAt.set(consumer.producerId, Date.now() + wait);
+		const request = () => {
+			if (!consumer.closed) consumer.requestKeyFrame().catch(() => {});
+		};
+		if (wait > 0) setTimeout(request, wait);
+		else request();
 	}
 
 	close() {
@@ -247,7 +265,7 @@ class Room {
 					if ((iceState !== 'connected' && iceState !== 'completed') || transport.dtlsState !== 'connected') return;
 					for (const consumer of peer.data.consumers.values()) {
 						if (consumer.kind === 'video' && consumer.appData.transportId === transport.id) {
-							consumer.requestKeyFrame().catch(() => {});
+							this.requestKeyFrameSpaced(consumer);
 						}
 					}
 				});
@@ -431,6 +449,8 @@ class Room {
 				producerPaused: consumer.producerPaused,
 			});
 			await consumer.resume();
+			// Resuming asks the producer for a key frame.
+			this.keyFrameRequestedAt.set(producer.id, Date.now());
 			notify('consumerScore', { consumerId: consumer.id, score: consumer.score });
 		} catch (error) {
 			console.error(`createConsumer failed: ${error}`);
