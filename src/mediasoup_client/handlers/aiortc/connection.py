@@ -42,7 +42,7 @@ from ...types import (
     SctpParameters,
     StatsReport,
 )
-from . import compat
+from . import compat, sctp_compat
 from .rtp_port import RtcpListener, RtcpPacket
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class TransportConnection(AsyncIOEventEmitter):
         self._ice = RTCIceTransport(self._gatherer)
         self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
         self._sctp = RTCSctpTransport(self._dtls) if sctpParameters is not None else None
+        if self._sctp is not None:
+            sctp_compat.tuneSctpTransport(self._sctp)
         self._connectionState: ConnectionState = "new"
         self._iceGatheringState: IceGatheringState = "new"
         self._signalTask: asyncio.Task[None] | None = None
@@ -166,6 +168,7 @@ class TransportConnection(AsyncIOEventEmitter):
     async def _signal(self) -> None:
         self._setIceGatheringState("gathering")
         await self._gatherer.gather()
+        sctp_compat.tuneDatagramSockets(self._gatherer)
         self._setIceGatheringState("complete")
         fingerprints = self._dtls.getLocalParameters().fingerprints
         # ICE-controlling with DTLS role "auto" makes aiortc the DTLS server.
