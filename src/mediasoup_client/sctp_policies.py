@@ -23,28 +23,16 @@ not limit throughput; on a busy one it shares the loop with the receive side.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 # RFC 4960 section 6.2: "at least every second packet", "within 200 ms".
 SACK_EVERY_PACKETS = 2
 SACK_MAX_DELAY = 0.2
 
 
-@dataclass(frozen=True)
-class ReceivedPacket:
-    """What one received SCTP packet did to the receive state (after its chunks were handled)."""
-
-    data: bool = False  # carried DATA chunks (new or not)
-    duplicates: bool = False  # duplicate TSNs are waiting to be reported
-    gap: bool = False  # TSNs are missing below the highest one received
-    forwardTsn: bool = False  # carried a FORWARD TSN (partial reliability)
-    established: bool = True  # the association is ESTABLISHED (not shutting down)
-
-
 class SackPolicy:
     """Feed every received packet that leaves something to acknowledge to ``packetReceived``;
-    send a SACK when it returns True, tell ``sackSent``; otherwise arm a timer for
-    ``deadline`` and, when it fires, send if ``timerExpired`` says so."""
+    send a SACK when it returns True, tell ``sackSent``; otherwise have a timer fire by
+    ``deadline`` and send if ``timerExpired`` says so (a timer armed for an earlier deadline
+    that was met by a SACK meanwhile may simply find nothing due)."""
 
     def __init__(
         self, *, everyPackets: int = SACK_EVERY_PACKETS, maxDelay: float = SACK_MAX_DELAY
@@ -72,17 +60,30 @@ class SackPolicy:
     def unackedPackets(self) -> int:
         return self._unackedPackets
 
-    def packetReceived(self, now: float, packet: ReceivedPacket) -> bool:
-        """True: send a SACK now. False: none needed yet (see ``deadline``)."""
-        gapChanged = packet.gap or self._gapOpen
-        self._gapOpen = packet.gap
-        if not (packet.data or packet.forwardTsn or packet.duplicates):
+    def packetReceived(
+        self,
+        now: float,
+        *,
+        data: bool,
+        duplicates: bool = False,
+        gap: bool = False,
+        forwardTsn: bool = False,
+        established: bool = True,
+    ) -> bool:
+        """One received packet, after its chunks were handled: ``data`` it carried DATA chunks
+        (new or not), ``duplicates`` duplicate TSNs wait to be reported, ``gap`` TSNs are
+        missing below the highest received, ``forwardTsn`` it carried a FORWARD TSN,
+        ``established`` the association is ESTABLISHED. True: send a SACK now. False: none
+        needed yet (see ``deadline``)."""
+        gapChanged = gap or self._gapOpen
+        self._gapOpen = gap
+        if not (data or forwardTsn or duplicates):
             return False
         if (
             gapChanged
-            or packet.duplicates
-            or packet.forwardTsn
-            or not packet.established
+            or duplicates
+            or forwardTsn
+            or not established
             or self._unackedPackets + 1 >= self._everyPackets
         ):
             return True
@@ -104,7 +105,7 @@ class SackPolicy:
 
 
 # Per association and event-loop turn: under half a default router send buffer (262 144 B).
-SEND_BUDGET_BYTES = 32 * 1024
+SEND_BUDGET_BYTES = 16 * 1024
 
 
 class SendBudget:
