@@ -146,7 +146,7 @@ async def test_a_burst_from_the_browser_arrives_in_order_with_what_the_router_ke
     room: tuple[RoomClient, BrowserPeer], otherBrowser: BrowserPeer
 ) -> None:
     # As fast as Chromium sends: the router drops toward every consumer that falls behind
-    # (we keep 82-88 % of such a burst on this 2-core machine, a Chromium consumer 94-100 %:
+    # (we kept 58-88 % of such a burst on this 2-core machine, a Chromium consumer 94-100 %:
     # not yet parity, see the data-channel notes in the README).
     python, browser = room
     got, theirs = await fromTheBrowser(python, browser, otherBrowser, "burst", 0)
