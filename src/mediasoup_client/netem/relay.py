@@ -161,6 +161,7 @@ class ImpairmentRelay:
         self._timerWhen = 0.0
         self._busy = 0.0
         self._closed = False
+        self.scheduling = "the caller's event loop"  # what serve() got, in a relay process
         self._pendingSpec = parseImpairment(spec) if isinstance(spec, str) else spec
 
     # The API (async, as RelayProcess's).
@@ -244,7 +245,12 @@ class ImpairmentRelay:
     # Synchronous helpers.
     def statsNow(self) -> dict[str, Any]:
         now = time.monotonic()
-        result: dict[str, Any] = {"time": now, "targets": [], "busySeconds": self._busy}
+        result: dict[str, Any] = {
+            "time": now,
+            "targets": [],
+            "busySeconds": self._busy,
+            "scheduling": self.scheduling,
+        }
         for name, side in self._sides.items():
             result[name] = {
                 **side.link.snapshot(now),
