@@ -172,7 +172,7 @@ class NetworkRunner(Runner):
 def fmt(value: Any, figure: Figure) -> str:
     if value is None:
         return "-"
-    if isinstance(value, bool):
+    if isinstance(value, bool | str):
         return str(value)
     scaled = value * figure.scale
     return f"{scaled:.{figure.digits}f}"
@@ -190,16 +190,21 @@ def table(results: dict[str, list[dict[str, Any]]]) -> tuple[str, list[dict[str,
             continue
         values = [r.get("metrics", {}).get(figure.key) if "error" not in r else None for r in runs]
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-        middle = statistics.median(numbers) if numbers else None
+        # The median run; a run without a value (it never happened: no switch, no recovery)
+        # sorts last, as the worst. Text values ("never left") do not count.
+        counted = [v for v in values if not isinstance(v, str)]
+        middle: Any = statistics.median(numbers) if numbers else None
+        if None in counted:
+            ordered = sorted(counted, key=lambda v: (v is None, v if v is not None else 0))
+            middle = ordered[(len(ordered) - 1) // 2]
         if figure.meets is None:
             met = "-"
+        elif values and not counted:
+            met = "n/a"  # e.g. "never left": nothing to come back from
         elif figure.everyRun:
             met = "yes" if all(figure.meets(v) for v in values) else "NO"
         else:
-            # The median of the runs; a run without a value (nothing happened) counts as None.
-            ordered = sorted(values, key=lambda v: (v is None, v if v is not None else 0))
-            medianRun = ordered[(len(ordered) - 1) // 2] if ordered else None
-            met = "yes" if figure.meets(medianRun if None in values else middle) else "NO"
+            met = "yes" if figure.meets(middle) else "NO"
         unit = f" ({figure.unit})" if figure.unit else ""
         shown = ", ".join(
             "err" if "error" in r else fmt(v, figure) for r, v in zip(runs, values, strict=True)

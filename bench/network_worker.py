@@ -460,8 +460,8 @@ async def downlinkCap(run: Run) -> dict[str, Any]:
             "lossAfter5s": lossShare(relay5, relayRaise, [media, rtx]),
             "fpsAfter5s": fps(window, windowSeconds),
             "fittingLayerFps": fps(fittingFrames, windowSeconds),
-            # 0 when the router never left the top layer (today's behaviour).
-            "topLayerBackAfterRaise": 0.0
+            # Not applicable when the router never left the top layer (today's behaviour).
+            "topLayerBackAfterRaise": "never left"
             if not everLeftTop
             else (None if topSwitch is None else round(topSwitch - raisedAt, 3)),
             "topFrameAfterRaise": None if topFrame is None else round(topFrame - raisedAt, 3),

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -289,3 +292,24 @@ async def test_delay_shows_in_both_round_trip_times(sfu: LocalSfu) -> None:
     assert 0.045 <= remote["roundTripTime"] <= 0.090
     # ...and the router's RTT to our consumer, from our receiver reports (milliseconds).
     assert 45 <= outbound["roundTripTime"] <= 90
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_cli_produce_through_an_uplink_cap(sfu: LocalSfu) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mediasoup_client.cli", "produce", sfu.url_for("cli-impair"),
+         "--impair", "up:rate=300k,queue=100ms;down:delay=10ms", "--no-audio",
+         "--max-bitrate", "900k", "--duration", "6", "--json"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    ticks = [json.loads(line) for line in result.stdout.splitlines() if '"stats"' in line]
+    last = ticks[-1]
+    up, down = last["impairment"]["up"], last["impairment"]["down"]
+    assert up["config"] == "rate=300k,queue=100ms" and down["config"] == "delay=10ms"
+    assert up["packetsIn"] > 100 and down["packetsIn"] > 0
+    # The router got what fits through the cap, no more.
+    [video] = last["producers"]
+    assert 0 < video["layers"][0]["router"]["bitrate"] <= 300_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from mediasoup_client.netem import (
     GilbertElliott,
+    ImpairmentSpec,
     ImpairmentSpecError,
     Link,
     LinkConfig,
@@ -16,6 +18,7 @@ from mediasoup_client.netem import (
     parsePlan,
 )
 from mediasoup_client.netem.packets import DTLS, RTCP, STUN, classify
+from mediasoup_client.netem.process import _planFromJson, _specToJson
 from mediasoup_client.netem.spec import describePlan
 
 # ---------------------------------------------------------------- specs
@@ -394,3 +397,17 @@ def test_a_packet_larger_than_the_bucket_still_leaves() -> None:
     link = linkOf("rate=100k,bucket=1000B,overhead=0B")
     link.offer(0.0, "big", 1400)
     assert [p for p, _ in link.poll(1.0)] == ["big"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "up:rate=3M,queue=100ms for 10s then rate=600k;down:burst=2%,burstlen=4",
+        "down:for 5s then outage for 3s",
+        "gilbert=1%:30%:80%:0.1%,jitter=5ms,order=free,reorder=1%",
+    ],
+)
+def test_specs_cross_to_the_relay_process_unchanged(text: str) -> None:
+    spec = parseImpairment(text)
+    wire = json.loads(json.dumps(_specToJson(spec)))
+    assert ImpairmentSpec(up=_planFromJson(wire["up"]), down=_planFromJson(wire["down"])) == spec
