@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -61,15 +61,27 @@ RECOVERY_RETRY_INTERVAL = 2.0
 # What the server records about us (mediasoup-demo shows it in its UI).
 DEVICE_INFO = {"flag": "python", "name": "mediasoup-client-python", "version": __version__}
 
+# Called with ("send" | "recv", the server's createWebRtcTransport answer) before each transport
+# is created; returns the answer to use (e.g. ``netem.transportInfoHook``: candidates that go
+# through an impairment relay).
+TransportInfoHook = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
 
 class RoomClient(EnhancedEventEmitter):
     """A joined peer. Create it with ``await RoomClient.join(url)``."""
 
     def __init__(
-        self, protoo: ProtooPeer, device: Device, url: str, *, recover: bool = True
+        self,
+        protoo: ProtooPeer,
+        device: Device,
+        url: str,
+        transportInfoHook: TransportInfoHook | None = None,
+        *,
+        recover: bool = True,
     ) -> None:
         super().__init__()
         self._protoo = protoo
+        self._transportInfoHook = transportInfoHook
         self._device = device
         self._url = url
         self._recover = recover
@@ -112,6 +124,7 @@ class RoomClient(EnhancedEventEmitter):
         consume: bool = True,
         sctp: bool = True,
         connectTimeout: float = 10.0,
+        transportInfoHook: TransportInfoHook | None = None,
         recover: bool = True,
     ) -> RoomClient:
         """Connect to ``url`` and join its room. ``ConnectionError`` when the server cannot be
@@ -124,6 +137,7 @@ class RoomClient(EnhancedEventEmitter):
                 protoo,
                 device if device is not None else Device(handlerFactory),
                 url,
+                transportInfoHook,
                 recover=recover,
             )
             client._joinOptions = {
@@ -299,6 +313,8 @@ class RoomClient(EnhancedEventEmitter):
                 "sctpCapabilities": sctpCapabilities,
             },
         )
+        if self._transportInfoHook is not None:
+            info = await self._transportInfoHook(direction, info)
         options = {
             "id": info["id"],
             "iceParameters": info["iceParameters"],
