@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 # Seconds between ICE restarts of a disconnected transport, and the longest wait between
 # attempts to join again.
 RECOVERY_RETRY_INTERVAL = 2.0
+# A new session whose send transport does not connect in this time is made again.
+RECOVERY_CONNECT_TIMEOUT = 2.0
 
 # What the server records about us (mediasoup-demo shows it in its UI).
 DEVICE_INFO = {"flag": "python", "name": "mediasoup-client-python", "version": __version__}
@@ -522,6 +524,7 @@ class RoomClient(EnhancedEventEmitter):
                 continue
             self._protoo = protoo
             self._watcher = self._attach(protoo)
+            made: list[tuple[Producer, Producer]] = []
             try:
                 await self._join(**self._joinOptions)
                 for old in producers:
@@ -529,23 +532,49 @@ class RoomClient(EnhancedEventEmitter):
                     if track is None or track.readyState == "ended":
                         continue
                     new = await self.produce(track, **produced[old.id])
+                    made.append((old, new))
                     if old.paused:
                         await self.pauseProducer(new)
-                    self.emit("producerreplaced", old, new)
                 for options in dataProduced:
                     await self.produceData(**options)
+                if made:
+                    # A network still down: try again soon with fresh ICE checks, rather
+                    # than wait out the backed-off retransmissions of this attempt's.
+                    await _connected(self.sendTransport, RECOVERY_CONNECT_TIMEOUT)
             except Exception as error:
-                logger.warning("rejoining failed: %s", error)
+                logger.info("rejoining failed: %s", error or type(error).__name__)
+                for _old, new in made:
+                    new._keepTrackOnClose()
                 self._watcher.cancel()
                 await self._closeSession()
                 await asyncio.sleep(delay)
-                delay = min(RECOVERY_RETRY_INTERVAL * 2, delay * 2)
+                if not isinstance(error, TimeoutError):
+                    delay = min(RECOVERY_RETRY_INTERVAL * 2, delay * 2)
                 continue
+            for old, new in made:
+                self.emit("producerreplaced", old, new)
             break
         self._recovering = False
         if not self._closed:
             self.recoveries += 1
             self.emit("reconnected")
+
+
+async def _connected(transport: Transport, timeout: float) -> None:
+    """Return once ``transport`` is connected; ``TimeoutError`` after ``timeout`` seconds."""
+    if transport.connectionState == "connected":
+        return
+    reached = asyncio.Event()
+
+    def onState(state: str) -> None:
+        if state == "connected":
+            reached.set()
+
+    transport.on("connectionstatechange", onState)
+    try:
+        await asyncio.wait_for(reached.wait(), timeout)
+    finally:
+        transport.remove_listener("connectionstatechange", onState)
 
 
 def _statsList(answer: Any) -> list[dict[str, Any]]:
