@@ -5,7 +5,7 @@ Starts the local SFU once, then runs every scenario with both clients, one proce
 our send path with py-spy, prints the table and writes ``bench/out/results.json`` and
 ``bench/out/results.png``. Started by ``bench/run``, which prepares both environments.
 
-    .venv/bin/python bench/driver.py [--quick] [--skip-profile] [--only paths]
+    .venv/bin/python bench/driver.py [--quick] [--skip-profile] [--only media|data|paths]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -53,6 +54,9 @@ class Settings:
     opusMaxTime: float
     transports: int
     profileWindow: int
+    dataReps: int
+    dataMixedCount: int
+    data64kCount: int
 
 
 FULL = Settings(
@@ -65,6 +69,9 @@ FULL = Settings(
     opusMaxTime=150,
     transports=100,
     profileWindow=15,
+    dataReps=3,
+    dataMixedCount=10_000,
+    data64kCount=2_000,
 )
 QUICK = Settings(
     reps=4,
@@ -76,6 +83,9 @@ QUICK = Settings(
     opusMaxTime=40,
     transports=15,
     profileWindow=5,
+    dataReps=1,
+    dataMixedCount=3_000,
+    data64kCount=300,
 )
 
 
@@ -217,6 +227,7 @@ def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
         c: runner.run(c, "memory", [*memoryOptions, "--paused"], label="memory-paused")
         for c in CLIENTS
     }
+
     return results
 
 
@@ -281,6 +292,56 @@ def pathRows(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def runDataScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    print("6. data channel throughput at a DataConsumer (default router)", file=sys.stderr)
+    for key, sizes, count in (
+        ("dataMixed", "mixed", settings.dataMixedCount),
+        ("data64k", "64k", settings.data64kCount),
+    ):
+        options = ["--count", str(count), "--sizes", sizes]
+        options += ["--producer-python", str(PYTHONS["ours"])]
+        results[key] = {}
+        for client in CLIENTS:
+            runs = [
+                runner.run(client, "data", options, label=f"data-{sizes}")
+                for _ in range(settings.dataReps)
+            ]
+            results[key][client] = summariseData(runs)
+    return results
+
+
+def summariseData(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the repetitions that ran, with every run kept; losses summed."""
+    done = [r for r in runs if "error" not in r]
+    if not done:
+        return runs[0]
+
+    def middle(key: str) -> float | None:
+        values = [r[key] for r in done if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        "runs": runs,
+        "reps": len(done),
+        "sizes": done[0]["sizes"],
+        "messages": done[0]["sent"],
+        "messagesPerSecond": middle("messagesPerSecond"),
+        "megabytesPerSecond": middle("megabytesPerSecond"),
+        "cpuMicrosecondsPerMessage": middle("cpuMicrosecondsPerMessage"),
+        "producerMegabytesPerSecond": statistics.median(
+            r["sentBytes"] / r["producerSendSeconds"] / 1e6 for r in done
+        ),
+        "lost": sum(r["lost"] for r in done),
+        "sent": sum(r["sent"] for r in done),
+        "routerDropped": sum(r["routerDropped"] or 0 for r in done),
+        "kernelDrops": sum(r["kernelDrops"] for r in done),
+        "completeRuns": sum(1 for r in done if r["complete"] and r["inOrder"]),
+        "maxSocketQueueBytes": max(r["maxSocketQueueBytes"] for r in done),
+        "failedRuns": len(runs) - len(done),
+    }
 
 
 def runProfiles(runner: Runner, settings: Settings, results: dict[str, Any]) -> dict[str, Any]:
@@ -408,6 +469,41 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
 
+    if "firstRtp" in results:
+        mediaRows(add, results)
+    for key, title in (
+        ("dataMixed", "6 data: mixed 1 B-3 KB messages"),
+        ("data64k", "6 data: 64 KiB messages"),
+    ):
+        pair = results.get(key)
+        if not pair:
+            continue
+        ours, theirs = pair["ours"], pair["pymediasoup"]
+        note = "; ".join(
+            f"{name}: {r.get('lost', '?')} of {r.get('sent', '?')} lost "
+            f"(router {r.get('routerDropped', '?')}, kernel {r.get('kernelDrops', '?')}), "
+            f"{r.get('completeRuns', '?')}/{r.get('reps', '?')} runs complete"
+            for name, r in (("ours", ours), ("theirs", theirs))
+        )
+        producer = ours.get("producerMegabytesPerSecond")
+        add(
+            f"{title}, {ours.get('messages', '?')} per run", "messages/s received", ours, theirs,
+            ours.get("messagesPerSecond"), theirs.get("messagesPerSecond"), digits=0,
+            note=f"{note}; producer (ours, own process) {fmt(producer, 1)} MB/s",
+        )  # fmt: skip
+        add(
+            f"{title}", "MB/s received", ours, theirs,
+            ours.get("megabytesPerSecond"), theirs.get("megabytesPerSecond"), digits=2,
+        )  # fmt: skip
+        add(
+            f"{title}", "consumer CPU us/message", ours, theirs,
+            ours.get("cpuMicrosecondsPerMessage"), theirs.get("cpuMicrosecondsPerMessage"),
+            digits=0,
+        )  # fmt: skip
+    return rows
+
+
+def mediaRows(add: Any, results: dict[str, Any]) -> None:
     first = results["firstRtp"]
     cold = [first[c].get("coldMedianMs") for c in ("ours", "pymediasoup")]
     r = ratio(*cold)
@@ -496,7 +592,6 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
               else paused[c]["bytesPerTransport"] / 1024 for c in ("ours", "pymediasoup")],
             digits=0, compare=False, note="pymediasoup's aiortc handler cannot pause",
         )  # fmt: skip
-    return rows
 
 
 def markdownTable(rows: list[dict[str, Any]]) -> str:
@@ -560,7 +655,8 @@ def chart(rows: list[dict[str, Any]], profiles: dict[str, Any], path: Path) -> N
     left.set_yticks(list(positions), labels, fontsize=7)
     left.invert_yaxis()
     left.set_xlabel(
-        "ours / pymediasoup (lower is better, except Opus producers); simulcast row: ours alone"
+        "ours / pymediasoup (lower is better, except Opus producers and data received/s); "
+        "simulcast row: ours alone"
     )
     left.legend(loc="lower right", fontsize=8)
     left.set_title("Ours vs pymediasoup (medians)")
@@ -644,11 +740,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, for development")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument(
-        "--only", choices=["paths"], help="paths: only 6, first RTP per connectivity path"
+        "--only",
+        choices=["media", "data", "paths"],
+        help="run only the media, the data or the connectivity-path scenarios",
     )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
-    needed = [PYTHONS["ours"]] if args.only else list(PYTHONS.values())
+    needed = [PYTHONS["ours"]] if args.only == "paths" else list(PYTHONS.values())
     for python in needed:
         if not python.exists():
             print(f"bench: {python} is missing: run bench/run", file=sys.stderr)
@@ -665,10 +763,16 @@ def main() -> int:
             results = {"paths": runPaths(runner, settings)}
             profiles: dict[str, Any] = {}
         else:
-            results = runScenarios(runner, settings)
-            results["paths"] = runPaths(runner, settings)
-            profiles = {} if args.skip_profile else runProfiles(runner, settings, results)
-    rows = ([] if args.only else buildRows(results)) + pathRows(results["paths"])
+            results = {} if args.only == "data" else runScenarios(runner, settings)
+            if args.only != "media":
+                results.update(runDataScenarios(runner, settings))
+            if args.only is None:
+                results["paths"] = runPaths(runner, settings)
+            skipProfile = args.skip_profile or args.only == "data"
+            profiles = {} if skipProfile else runProfiles(runner, settings, results)
+    rows = [] if args.only == "paths" else buildRows(results)
+    if "paths" in results:
+        rows += pathRows(results["paths"])
     report = {
         "mode": "quick" if args.quick else "full",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -680,7 +784,7 @@ def main() -> int:
         "results": results,
     }
     (OUT / "results.json").write_text(json.dumps(report, indent=2))
-    if not args.only:
+    if args.only != "paths":
         chart(rows, profiles, OUT / "results.png")
     print()
     print(
@@ -692,7 +796,7 @@ def main() -> int:
         print()
         print("Where our send path's CPU goes (py-spy):")
         print(profileTable(profiles))
-    chartNote = "" if args.only else f", {OUT / 'results.png'}"
+    chartNote = "" if args.only == "paths" else f", {OUT / 'results.png'}"
     print(f"\nwritten: {OUT / 'results.json'}{chartNote}, logs in {logDir}")
     failed = [
         f"{name}/{client}"

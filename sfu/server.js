@@ -13,16 +13,31 @@
  * Requests are those of mediasoup-demo's Room.js, plus a few test-oriented extras
  * (getProducerInfo, getConsumerInfo, getTransportInfo, closeTransport). A bad request gets a
  * protoo error answer; nothing a client sends can take the process down.
+ *
+ * The same port serves the browser pages over HTTP (built by scripts/install-browser.sh):
+ *   http://127.0.0.1:<port>/watch?roomId=<room>   watch a room (every producer's video and audio)
+ *   http://127.0.0.1:<port>/peer.html             the test peer the browser tests drive
  */
 
+const fs = require('fs');
 const http = require('http');
+const path = require('path');
 const url = require('url');
 const mediasoup = require('mediasoup');
 const protoo = require('protoo-server');
 
 // 127.0.0.1 unless a test gives the address of a network namespace's veth (SFU_LISTEN_IP).
 const LISTEN_IP = process.env.SFU_LISTEN_IP || '127.0.0.1';
-const SCTP_SEND_BUFFER_SIZE = Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE || 32 * 1024 * 1024);
+// libwebrtc senders (browsers) ignore a key frame request that comes within 300 ms of their
+// last key frame, and mediasoup 3.8.4 then waits a whole second before asking again: key
+// frame requests of ours for one producer are spaced at least this much.
+const KEY_FRAME_REQUEST_SPACING_MS = 350;
+const BROWSER_DIR = process.env.SFU_BROWSER_DIR || path.join(__dirname, '..', 'browser');
+// mediasoup's own default (262 144, what mediasoup-demo and real deployments run) unless
+// SFU_SCTP_SEND_BUFFER_SIZE says otherwise: the tests must see what users see.
+const SCTP_SEND_BUFFER_SIZE = process.env.SFU_SCTP_SEND_BUFFER_SIZE
+	? Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE)
+	: undefined;
 
 function parseArgs(argv) {
 	const options = {
@@ -72,6 +87,18 @@ const MEDIA_CODECS = [
 	},
 ];
 
+// mediasoup-client 3.24 has no SCTP capabilities (the stream counts are negotiated in the
+// association), and the newest mediasoup-demo signaling leaves them out of createWebRtcTransport
+// and join while its data channels work: a request without the field gets SCTP with
+// mediasoup's default stream counts. Older clients (and ours) send their capabilities, or null
+// for "no data channels".
+const DEFAULT_SCTP_CAPABILITIES = { numStreams: { OS: 1024, MIS: 1024 } };
+
+function sctpCapabilitiesOf(data) {
+	if (!Object.prototype.hasOwnProperty.call(data, 'sctpCapabilities')) return DEFAULT_SCTP_CAPABILITIES;
+	return data.sctpCapabilities || undefined;
+}
+
 class RequestError extends Error {
 	constructor(code, reason) {
 		super(reason);
@@ -87,6 +114,26 @@ function required(data, field, type) {
 	return value;
 }
 
+// mediasoup 3.8 drops a message that does not fit the association's send buffer and still counts
+// it in messagesSent: count the drops (getDataConsumerInfo) and log them, once a second at most.
+const dropsByDataConsumer = new WeakMap();
+function countDrops(dataConsumer) {
+	let logged = 0;
+	let timer;
+	dropsByDataConsumer.set(dataConsumer, 0);
+	dataConsumer.on('sctpsendbufferfull', () => {
+		dropsByDataConsumer.set(dataConsumer, dropsByDataConsumer.get(dataConsumer) + 1);
+		if (timer) return;
+		timer = setTimeout(() => {
+			timer = undefined;
+			const total = dropsByDataConsumer.get(dataConsumer);
+			console.error(`dataConsumer ${dataConsumer.id}: ${total - logged} messages dropped (sctpsendbufferfull), ${total} in all`);
+			logged = total;
+		}, 1000);
+	});
+	dataConsumer.observer.on('close', () => clearTimeout(timer));
+}
+
 class Room {
 	static async create(worker, roomId) {
 		const router = await worker.createRouter({ mediaCodecs: MEDIA_CODECS });
@@ -98,6 +145,20 @@ class Room {
 		this.router = router;
 		this.protooRoom = new protoo.Room();
 		this.closed = false;
+		// Producer id -> when a key frame was last asked of it (ms).
+		this.keyFrameRequestedAt = new Map();
+	}
+
+	// A key frame for `consumer`, asked at once or as soon as the spacing allows.
+	requestKeyFrameSpaced(consumer) {
+		const last = this.keyFrameRequestedAt.get(consumer.producerId) || 0;
+		const wait = Math.max(0, last + KEY_FRAME_REQUEST_SPACING_MS - Date.now());
+		this.keyFrameRequestedAt.set(consumer.producerId, Date.now() + wait);
+		const request = () => {
+			if (!consumer.closed) consumer.requestKeyFrame().catch(() => {});
+		};
+		if (wait > 0) setTimeout(request, wait);
+		else request();
 	}
 
 	close() {
@@ -170,7 +231,7 @@ class Room {
 				peer.data.displayName = data.displayName;
 				peer.data.device = data.device;
 				peer.data.rtpCapabilities = data.rtpCapabilities;
-				peer.data.sctpCapabilities = data.sctpCapabilities;
+				peer.data.sctpCapabilities = sctpCapabilitiesOf(data);
 				const others = this.joinedPeers({ excludePeer: peer });
 				const peerInfos = others.map((p) => ({
 					id: p.id, displayName: p.data.displayName, device: p.data.device,
@@ -193,7 +254,8 @@ class Room {
 			}
 
 			case 'createWebRtcTransport': {
-				const { forceTcp, producing, consuming, sctpCapabilities } = data;
+				const { forceTcp, producing, consuming } = data;
+				const sctpCapabilities = sctpCapabilitiesOf(data);
 				const options = {
 					listenIps: [{ ip: LISTEN_IP }],
 					enableUdp: !forceTcp,
@@ -202,9 +264,9 @@ class Room {
 					initialAvailableOutgoingBitrate: 1000000,
 					enableSctp: Boolean(sctpCapabilities),
 					numSctpStreams: sctpCapabilities ? sctpCapabilities.numStreams : undefined,
-					// mediasoup 3.8 drops DataConsumer messages when this buffer is full (it has no
-					// backpressure toward the producer); a roomy buffer absorbs bursts on loopback.
-					sctpSendBufferSize: SCTP_SEND_BUFFER_SIZE,
+					// mediasoup 3.8 drops a DataConsumer message that does not fit this buffer
+					// (sctpsendbufferfull): there is no backpressure toward the producer.
+					...(SCTP_SEND_BUFFER_SIZE ? { sctpSendBufferSize: SCTP_SEND_BUFFER_SIZE } : {}),
 					appData: { producing, consuming },
 				};
 				if (forceTcp) {
@@ -219,6 +281,19 @@ class Room {
 					}
 				});
 				transport.observer.on('close', () => peer.data.transports.delete(transport.id));
+				// mediasoup 3.8.4 resets the transport's consumers whenever ICE reaches connected
+				// or completed while DTLS is already up (a browser's ICE goes connected ->
+				// completed just after DTLS): a simulcast consumer then drops everything until a
+				// key frame that nobody requests, and the browser shows one frame, then nothing
+				// until its own PLI about 3 s later. Ask for that key frame.
+				transport.on('icestatechange', (iceState) => {
+					if ((iceState !== 'connected' && iceState !== 'completed') || transport.dtlsState !== 'connected') return;
+					for (const consumer of peer.data.consumers.values()) {
+						if (consumer.kind === 'video' && consumer.appData.transportId === transport.id) {
+							this.requestKeyFrameSpaced(consumer);
+						}
+					}
+				});
 				return {
 					id: transport.id,
 					iceParameters: transport.iceParameters,
@@ -349,6 +424,17 @@ class Room {
 			case 'getDataProducerStats':
 				return this.entityOf(peer, 'dataProducers', required(data, 'dataProducerId', 'string'), 'data producer').getStats();
 
+			// Test-oriented: what the router dropped toward this consumer (see countDrops).
+			case 'getDataConsumerInfo': {
+				const dataConsumer = this.entityOf(peer, 'dataConsumers', required(data, 'dataConsumerId', 'string'), 'data consumer');
+				return {
+					id: dataConsumer.id,
+					dataProducerId: dataConsumer.dataProducerId,
+					sctpSendBufferFull: dropsByDataConsumer.get(dataConsumer) || 0,
+					bufferedAmount: await dataConsumer.getBufferedAmount(),
+				};
+			}
+
 			case 'getDataConsumerStats':
 				return this.entityOf(peer, 'dataConsumers', required(data, 'dataConsumerId', 'string'), 'data consumer').getStats();
 
@@ -365,7 +451,9 @@ class Room {
 			if (!caps || !this.router.canConsume({ producerId: producer.id, rtpCapabilities: caps })) return;
 			const transport = [...consumerPeer.data.transports.values()].find((t) => t.appData.consuming);
 			if (!transport) return;
-			const consumer = await transport.consume({ producerId: producer.id, rtpCapabilities: caps, paused: true });
+			const consumer = await transport.consume({
+				producerId: producer.id, rtpCapabilities: caps, paused: true, appData: { transportId: transport.id },
+			});
 			consumerPeer.data.consumers.set(consumer.id, consumer);
 			const notify = (method, payload) => consumerPeer.notify(method, payload).catch(() => {});
 			consumer.observer.on('close', () => consumerPeer.data.consumers.delete(consumer.id));
@@ -382,17 +470,23 @@ class Room {
 				spatialLayer: layers ? layers.spatialLayer : null,
 				temporalLayer: layers ? layers.temporalLayer : null,
 			}));
+			// mediasoup 3.2x copies the producer's msid into its consumers (one peer's audio and
+			// video play as one MediaStream); 3.8.4 drops it, so the room does it.
+			const rtpParameters = { ...consumer.rtpParameters };
+			if (typeof producer.rtpParameters.msid === 'string') rtpParameters.msid = producer.rtpParameters.msid;
 			await consumerPeer.request('newConsumer', {
 				peerId: producerPeer.id,
 				producerId: producer.id,
 				id: consumer.id,
 				kind: consumer.kind,
-				rtpParameters: consumer.rtpParameters,
+				rtpParameters,
 				type: consumer.type,
 				appData: producer.appData,
 				producerPaused: consumer.producerPaused,
 			});
 			await consumer.resume();
+			// Resuming asks the producer for a key frame.
+			this.keyFrameRequestedAt.set(producer.id, Date.now());
 			notify('consumerScore', { consumerId: consumer.id, score: consumer.score });
 		} catch (error) {
 			console.error(`createConsumer failed: ${error}`);
@@ -407,6 +501,7 @@ class Room {
 			const dataConsumer = await transport.consumeData({ dataProducerId: dataProducer.id });
 			consumerPeer.data.dataConsumers.set(dataConsumer.id, dataConsumer);
 			dataConsumer.observer.on('close', () => consumerPeer.data.dataConsumers.delete(dataConsumer.id));
+			countDrops(dataConsumer);
 			dataConsumer.on('dataproducerclose', () => {
 				consumerPeer.data.dataConsumers.delete(dataConsumer.id);
 				consumerPeer.notify('dataConsumerClosed', { dataConsumerId: dataConsumer.id }).catch(() => {});
@@ -424,6 +519,39 @@ class Room {
 			console.error(`createDataConsumer failed: ${error}`);
 		}
 	}
+}
+
+// The browser pages (browser/pages, bundles in browser/dist), read on every request so a
+// rebuilt bundle needs no restart.
+const PAGES = {
+	'/': 'pages/watch.html',
+	'/watch': 'pages/watch.html',
+	'/watch.html': 'pages/watch.html',
+	'/peer.html': 'pages/peer.html',
+	'/dist/peer.js': 'dist/peer.js',
+	'/dist/watch.js': 'dist/watch.js',
+};
+const CONTENT_TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };
+
+function servePage(req, res) {
+	const file = PAGES[url.parse(req.url).pathname];
+	if (!file || (req.method !== 'GET' && req.method !== 'HEAD')) {
+		res.writeHead(404, { 'Content-Type': 'text/plain' });
+		res.end('not found\n');
+		return;
+	}
+	fs.readFile(path.join(BROWSER_DIR, file), (error, body) => {
+		if (error) {
+			res.writeHead(503, { 'Content-Type': 'text/plain' });
+			res.end(`${file} is missing in ${BROWSER_DIR}: run scripts/install-browser.sh\n`);
+			return;
+		}
+		res.writeHead(200, {
+			'Content-Type': CONTENT_TYPES[path.extname(file)],
+			'Cache-Control': 'no-store',
+		});
+		res.end(req.method === 'HEAD' ? undefined : body);
+	});
 }
 
 async function main() {
@@ -454,10 +582,7 @@ async function main() {
 		return roomCreations.get(roomId);
 	}
 
-	const httpServer = http.createServer((req, res) => {
-		res.writeHead(404);
-		res.end();
-	});
+	const httpServer = http.createServer(servePage);
 	const wsServer = new protoo.WebSocketServer(httpServer, {
 		maxReceivedFrameSize: 960000,
 		maxReceivedMessageSize: 960000,

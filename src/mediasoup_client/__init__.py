@@ -13,6 +13,7 @@ from .errors import InvalidStateError, UnsupportedError
 from .handlers.fake_handler import FakeHandler
 from .handlers.handler_interface import HandlerFactory, HandlerInterface
 from .producer import Producer
+from .scalability_modes import parseScalabilityMode
 from .transport import Transport
 from .types import (
     DtlsParameters,
@@ -56,4 +57,5 @@ __all__ = [
     "Transport",
     "UnsupportedError",
     "__version__",
+    "parseScalabilityMode",
 ]

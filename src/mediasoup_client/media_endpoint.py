@@ -109,6 +109,12 @@ class MediaEndpoint(EnhancedEventEmitter):
         self.safeEmit("trackended")
         self._observer.safeEmit("trackended")
 
+    def _keepTrackOnClose(self) -> MediaTrack | None:
+        """Let the next close leave the track running (a RoomClient moving the track to a
+        new producer after a failed transport); returns it."""
+        self._stopTracks = False
+        return self._track
+
     # For subclasses.
 
     def _onClose(self) -> None:

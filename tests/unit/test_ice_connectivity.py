@@ -65,7 +65,7 @@ def candidate(ip: str, protocol: str = "udp", **extra: Any) -> dict[str, Any]:
 async def test_udp_and_passive_tcp_candidates_are_kept_others_skipped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, "mediasoup_client")
     chosen = await remoteCandidates(
         [
             candidate("10.0.0.1"),
@@ -91,7 +91,7 @@ async def test_host_names_resolve_to_one_candidate_per_address_and_unknown_names
             return ["192.0.2.10", "2001:db8::10", "192.0.2.10"]
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, "mediasoup_client")
     chosen = await remoteCandidates(
         [
             {**candidate("x"), "ip": "", "address": "sfu.example.test"},

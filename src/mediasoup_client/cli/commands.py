@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidStateError, UnsupportedError
+from ..netem import RelayProcess
 from ..producer import Producer
 from ..signaling.protoo import ProtooError
 from ..signaling.room_client import RoomClient
 from . import local_room
 from .controls import NEXT_LAYER
+from .impair import relayFigures, startRelay
 from .options import (
     CliError,
     audioCodecOptions,
@@ -87,8 +89,13 @@ async def produce(args: argparse.Namespace) -> int:
             local_room.publish(sfu.port)
             stack.callback(local_room.unpublish)
             url = sfu.url_for(args.room or randomId(), randomId())
+        relay, hook = await startRelay(args.impair, stack, direction="send")
         client = await joinRoom(
-            url, handlerFactory=handlerFactory, displayName=args.display_name, consume=False
+            url,
+            handlerFactory=handlerFactory,
+            displayName=args.display_name,
+            consume=False,
+            transportInfoHook=hook,
         )
         stack.push_async_callback(client.close)
         receiverClient: RoomClient | None = None
@@ -106,7 +113,7 @@ async def produce(args: argparse.Namespace) -> int:
             stack.push_async_callback(receiver.close)
         producers = await _produceAll(client, sources, args, encodings, codecOptions)
         outcome = await _runProducers(
-            client, producers, sources, args, url, receiverClient, receiver
+            client, producers, sources, args, url, receiverClient, receiver, relay
         )
     # Everything is closed here: the recording is complete, the SFU stopped.
     return _finish(outcome, args, producing=args.engine != "fake", receiver=receiver)
@@ -133,8 +140,13 @@ async def consume(args: argparse.Namespace) -> int:
         )
     handlerFactory = engineFactory(args.engine)
     async with contextlib.AsyncExitStack() as stack:
+        relay, hook = await startRelay(args.impair, stack, direction="recv")
         client = await joinRoom(
-            url, handlerFactory=handlerFactory, displayName=args.display_name, produce=False
+            url,
+            handlerFactory=handlerFactory,
+            displayName=args.display_name,
+            produce=False,
+            transportInfoHook=hook,
         )
         stack.push_async_callback(client.close)
         receiver = Receiver(client, record=args.record, snapshot=args.snapshot)
@@ -173,6 +185,8 @@ async def consume(args: argparse.Namespace) -> int:
             recording = receiver.recordingStats()
             if recording is not None:
                 tick["recording"] = recording
+            if relay is not None:
+                tick["impairment"] = await relayFigures(relay)
             return tick
 
         paused = {"value": False}
@@ -196,7 +210,7 @@ async def consume(args: argparse.Namespace) -> int:
 
         header = {"command": "consume", "url": url, "duration": args.duration, "consuming": True}
         loop = RunLoop(takeTick, onKey, header, args.duration, args.json)
-        client.on("disconnected", lambda: loop.fail("the connection to the room was lost"))
+        _reportRecovery(client, loop)
         _emitJoined(loop, url, None, args.json)
         outcome = await loop.run()
     return _finish(outcome, args, producing=False, receiver=receiver)
@@ -242,6 +256,7 @@ async def _runProducers(
     url: str,
     receiverClient: RoomClient | None,
     receiver: Receiver | None,
+    relay: RelayProcess | None = None,
 ) -> Outcome:
     sampler = Sampler()
     video = [p for p in producers if p.kind == "video"]
@@ -267,6 +282,8 @@ async def _runProducers(
             recording = receiver.recordingStats()
             if recording is not None:
                 tick["recording"] = recording
+        if relay is not None:
+            tick["impairment"] = await relayFigures(relay)
         return tick
 
     async def onKey(key: str) -> None:
@@ -294,18 +311,13 @@ async def _runProducers(
         "command": "produce",
         "url": url,
         "consumeUrl": consumeUrl,
+        "watchUrl": local_room.watchUrl(url),
         "source": sources.label,
         "duration": args.duration,
         "consuming": receiverClient is not None,
     }
     loop = RunLoop(takeTick, onKey, header, args.duration, args.json)
-    client.on("disconnected", lambda: loop.fail("the connection to the room was lost"))
-
-    def onConnectionState(state: str) -> None:
-        if state == "failed":
-            loop.fail("the media connection to the router failed")
-
-    client.sendTransport.on("connectionstatechange", onConnectionState)
+    _reportRecovery(client, loop)
     ended: set[str] = set()
 
     def onTrackEnded(producer: Producer) -> None:
@@ -313,9 +325,21 @@ async def _runProducers(
         if len(ended) == len(producers):
             loop.finish()  # the file or device has nothing more
 
+    def watch(producer: Producer) -> None:
+        producer.on("trackended", lambda: onTrackEnded(producer))
+
+    def onReplaced(old: Producer, new: Producer) -> None:
+        # The room client made a new session: keep showing (and controlling) the new one.
+        producers[producers.index(old)] = new
+        if old.id in ended:
+            ended.discard(old.id)
+            ended.add(new.id)
+        watch(new)
+
     for producer in producers:
-        producer.on("trackended", lambda p=producer: onTrackEnded(p))
-    _emitJoined(loop, url, consumeUrl, args.json, [p.id for p in producers])
+        watch(producer)
+    client.on("producerreplaced", onReplaced)
+    _emitJoined(loop, url, consumeUrl, args.json, [p.id for p in producers], header["watchUrl"])
     outcome = await loop.run()
     if args.plot:
         try:
@@ -331,14 +355,26 @@ def _emitJoined(
     consumeUrl: str | None,
     jsonOutput: bool,
     producerIds: list[str] | None = None,
+    watchUrl: str | None = None,
 ) -> None:
     line: dict[str, Any] = {"type": "joined", "url": url}
     if consumeUrl:
         line["consumeUrl"] = consumeUrl
+    if watchUrl:
+        line["watchUrl"] = watchUrl
     if producerIds is not None:
         line["producers"] = producerIds
     if jsonOutput:
         print(jsonDumps(line), flush=True)
+
+
+def _reportRecovery(client: RoomClient, loop: RunLoop) -> None:
+    """Network trouble is shown, not fatal: the room client recovers by itself."""
+    client.on(
+        "reconnecting",
+        lambda reason: loop.emit({"type": "event", "event": "reconnecting", "reason": reason}),
+    )
+    client.on("reconnected", lambda: loop.emit({"type": "event", "event": "reconnected"}))
 
 
 def _finish(

@@ -11,6 +11,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..signaling.local_sfu import watchPageUrl
 
 
 def stateFile() -> Path:
@@ -49,3 +52,12 @@ def find() -> int | None:
     except PermissionError:
         pass  # alive, someone else's
     return port
+
+
+def watchUrl(roomUrl: str) -> str | None:
+    """The browser page to watch ``roomUrl``'s room, when the room is on the local SFU of this
+    machine (a produce without a URL started it); other servers have no such page."""
+    parts = urlsplit(roomUrl)
+    if parts.hostname not in ("127.0.0.1", "localhost") or parts.port != find():
+        return None
+    return watchPageUrl(roomUrl)

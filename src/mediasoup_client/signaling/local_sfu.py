@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ def workerBinary() -> Path:
     return Path(cache) / f"mediasoup-worker-{MEDIASOUP_VERSION}" / "mediasoup-worker"
 
 
+def watchPageUrl(roomUrl: str) -> str:
+    """The local SFU's page to watch the room of ``roomUrl`` in a browser (same host and port,
+    ``/watch?roomId=R``)."""
+    parts = urlsplit(roomUrl)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    roomId = parse_qs(parts.query).get("roomId", [""])[0]
+    return f"{scheme}://{parts.netloc}/watch?{urlencode({'roomId': roomId})}"
+
+
 class LocalSfu:
     """The local room server as a process. Synchronous start/stop (usable from any event loop
     and from pytest session fixtures); also a context manager."""
@@ -75,6 +84,10 @@ class LocalSfu:
             {"roomId": room_id or uuid.uuid4().hex[:8], "peerId": peer_id or uuid.uuid4().hex[:8]}
         )
         return f"ws://{self.listenIp}:{self.port}/?{query}"
+
+    def watch_url_for(self, room_id: str) -> str:
+        """The page that shows every producer of the room (video, audio, layers) in a browser."""
+        return watchPageUrl(self.url_for(room_id))
 
     def start(self) -> LocalSfu:
         worker = workerBinary()

@@ -11,8 +11,17 @@ Events (the library's EnhancedEventEmitter: a listener that raises is logged and
 else, so the server's ``newConsumer`` request is accepted once the Consumer exists):
 ``newconsumer(consumer)``, ``consumerclosed(consumer)``,
 ``newdataconsumer(dataConsumer)``, ``newpeer(info)``, ``peerclosed(peerId)``,
-``notification(method, data)`` (every server notification, after it was handled) and
-``disconnected()`` (the signaling connection went away without ``close()``).
+``notification(method, data)`` (every server notification, after it was handled),
+``disconnected()`` (the signaling connection went away without ``close()``), and, while it
+recovers by itself (``recover=True``, the default), ``reconnecting(reason)``,
+``producerreplaced(old, new)`` and ``reconnected()``.
+
+Recovery: a transport that goes ``disconnected`` gets ICE restarts (every 2 s while it stays
+so), which is all a network that comes back needs. A transport that ``failed``, or a lost
+signaling connection, means a new session: the client connects again with the same peer id
+(mediasoup-demo's server then drops the old peer and its transports), joins, produces every
+track again with its options (paused ones stay paused) and gets the room's consumers pushed
+anew. The old Producer objects close (``transportclose``); ``producers`` holds the new ones.
 """
 
 from __future__ import annotations
@@ -20,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
+from ..background import BackgroundWork
 from ..consumer import Consumer
 from ..data_consumer import DataConsumer
 from ..data_producer import DataProducer
@@ -45,18 +55,47 @@ from .protoo import ProtooError, ProtooPeer
 
 logger = logging.getLogger(__name__)
 
+# Seconds between ICE restarts of a disconnected transport, and the longest wait between
+# attempts to join again.
+RECOVERY_RETRY_INTERVAL = 2.0
+# A new session whose send transport does not connect in this time is made again.
+RECOVERY_CONNECT_TIMEOUT = 2.0
+
 # What the server records about us (mediasoup-demo shows it in its UI).
 DEVICE_INFO = {"flag": "python", "name": "mediasoup-client-python", "version": __version__}
+
+# Called with ("send" | "recv", the server's createWebRtcTransport answer) before each transport
+# is created; returns the answer to use (e.g. ``netem.transportInfoHook``: candidates that go
+# through an impairment relay).
+TransportInfoHook = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class RoomClient(EnhancedEventEmitter):
     """A joined peer. Create it with ``await RoomClient.join(url)``."""
 
-    def __init__(self, protoo: ProtooPeer, device: Device, url: str) -> None:
+    def __init__(
+        self,
+        protoo: ProtooPeer,
+        device: Device,
+        url: str,
+        transportInfoHook: TransportInfoHook | None = None,
+        *,
+        recover: bool = True,
+    ) -> None:
         super().__init__()
         self._protoo = protoo
+        self._transportInfoHook = transportInfoHook
         self._device = device
         self._url = url
+        self._recover = recover
+        self._joinOptions: dict[str, Any] = {}
+        # What every producer was made with, so it can be made again after a failure.
+        self._produced: dict[str, dict[str, Any]] = {}
+        self._producedData: dict[str, dict[str, Any]] = {}
+        self._recovering = False
+        self._background = BackgroundWork("room client")
+        self._iceRestarting: set[str] = set()
+        self.recoveries = 0
         query = parse_qs(urlsplit(url).query)
         self._roomId = query.get("roomId", [""])[0]
         self._peerId = query.get("peerId", [""])[0]
@@ -76,9 +115,7 @@ class RoomClient(EnhancedEventEmitter):
         self.consumerLayers: dict[str, dict[str, Any]] = {}
         self._iceOptions: dict[str, Any] = {}
         self._forceTcp = False
-        protoo.on_request(self._onRequest)
-        protoo.on_notification(self._onNotification)
-        self._watcher = asyncio.ensure_future(self._watchConnection())
+        self._watcher = self._attach(protoo)
 
     @classmethod
     async def join(
@@ -92,24 +129,39 @@ class RoomClient(EnhancedEventEmitter):
         consume: bool = True,
         sctp: bool = True,
         connectTimeout: float = 10.0,
+        transportInfoHook: TransportInfoHook | None = None,
+        recover: bool = True,
         iceServers: list[IceServer] | None = None,
         iceTransportPolicy: str | None = None,
         forceTcp: bool = False,
     ) -> RoomClient:
         """Connect to ``url`` and join its room. ``ConnectionError`` when the server cannot be
         reached, ``ProtooError`` when it refuses a step; nothing is left open on failure.
+        ``recover``: come back by itself after network trouble (see the module doc).
         ``iceServers`` and ``iceTransportPolicy`` go to both transports (TURN: ``"relay"``);
         ``forceTcp`` asks the server for TCP candidates only (mediasoup-demo's option)."""
         protoo = await ProtooPeer.connect(url, timeout=connectTimeout)
         client: RoomClient | None = None
         try:
-            client = cls(protoo, device if device is not None else Device(handlerFactory), url)
+            client = cls(
+                protoo,
+                device if device is not None else Device(handlerFactory),
+                url,
+                transportInfoHook,
+                recover=recover,
+            )
             client._iceOptions = {
                 "iceServers": iceServers,
                 "iceTransportPolicy": iceTransportPolicy,
             }
             client._forceTcp = forceTcp
-            await client._join(displayName=displayName, produce=produce, consume=consume, sctp=sctp)
+            client._joinOptions = {
+                "displayName": displayName,
+                "produce": produce,
+                "consume": consume,
+                "sctp": sctp,
+            }
+            await client._join(**client._joinOptions)
         except BaseException:
             if client is not None:
                 await client.close()
@@ -159,9 +211,18 @@ class RoomClient(EnhancedEventEmitter):
     async def produce(self, track: MediaTrack, **options: Any) -> Producer:
         """``sendTransport.produce(track=track, **options)`` (mediasoup-client's options)."""
         producer = await self.sendTransport.produce(track=track, **options)
-        self.producers[producer.id] = producer
-        producer.observer.on("close", lambda: self.producers.pop(producer.id, None))
+        self._remember(producer, options)
         return producer
+
+    def _remember(self, producer: Producer, options: dict[str, Any]) -> None:
+        self.producers[producer.id] = producer
+        self._produced[producer.id] = options
+
+        def closed() -> None:
+            self.producers.pop(producer.id, None)
+            self._produced.pop(producer.id, None)
+
+        producer.observer.on("close", closed)
 
     async def closeProducer(self, producer: Producer) -> None:
         producer.close()
@@ -180,7 +241,13 @@ class RoomClient(EnhancedEventEmitter):
     async def produceData(self, **options: Any) -> DataProducer:
         dataProducer = await self.sendTransport.produceData(**options)
         self.dataProducers[dataProducer.id] = dataProducer
-        dataProducer.observer.on("close", lambda: self.dataProducers.pop(dataProducer.id, None))
+        self._producedData[dataProducer.id] = options
+
+        def closed() -> None:
+            self.dataProducers.pop(dataProducer.id, None)
+            self._producedData.pop(dataProducer.id, None)
+
+        dataProducer.observer.on("close", closed)
         return dataProducer
 
     # Consuming.
@@ -213,18 +280,23 @@ class RoomClient(EnhancedEventEmitter):
             return
         self._closed = True
         self._watcher.cancel()
+        self._background.cancel()
+        await self._closeSession()
+        self.remove_all_listeners()
+
+    async def _closeSession(self) -> None:
         transports = [t for t in (self._sendTransport, self._recvTransport) if t is not None]
         for transport in transports:
             transport.close()
         await self._protoo.close()
         for transport in transports:
             await transport.waitClosed()
-        self.remove_all_listeners()
 
     # Joining.
     async def _join(self, *, displayName: str, produce: bool, consume: bool, sctp: bool) -> None:
         routerRtpCapabilities = await self.request("getRouterRtpCapabilities")
-        await self._device.load(routerRtpCapabilities=routerRtpCapabilities)
+        if not self._device.loaded:
+            await self._device.load(routerRtpCapabilities=routerRtpCapabilities)
         sctpCapabilities = self._device.sctpCapabilities if sctp else None
         if produce:
             self._sendTransport = await self._createTransport("send", sctpCapabilities)
@@ -256,6 +328,8 @@ class RoomClient(EnhancedEventEmitter):
                 "sctpCapabilities": sctpCapabilities,
             },
         )
+        if self._transportInfoHook is not None:
+            info = await self._transportInfoHook(direction, info)
         options = {
             "id": info["id"],
             "iceParameters": info["iceParameters"],
@@ -271,6 +345,9 @@ class RoomClient(EnhancedEventEmitter):
         else:
             transport = self._device.createRecvTransport(**options)
         transport.on("connect", self._connectHandler(transport))
+        transport.on(
+            "connectionstatechange", lambda state: self._onTransportState(transport, state)
+        )
         return transport
 
     def _connectHandler(self, transport: Transport) -> Callable[..., Any]:
@@ -393,11 +470,125 @@ class RoomClient(EnhancedEventEmitter):
             self.emit("peerclosed", peerId)
         self.emit("notification", method, data)
 
-    async def _watchConnection(self) -> None:
-        await self._protoo.wait_closed()
+    def _attach(self, protoo: ProtooPeer) -> asyncio.Task[None]:
+        protoo.on_request(self._onRequest)
+        protoo.on_notification(self._onNotification)
+        return asyncio.ensure_future(self._watchConnection(protoo))
+
+    async def _watchConnection(self, protoo: ProtooPeer) -> None:
+        await protoo.wait_closed()
+        if self._closed or protoo is not self._protoo or self._recovering:
+            return
+        logger.warning("the room connection was lost")
+        self.emit("disconnected")
+        self._startRecovery("the room connection was lost")
+
+    # Recovery.
+
+    def _onTransportState(self, transport: Transport, state: str) -> None:
+        if self._closed or self._recovering or not self._recover:
+            return
+        if transport not in (self._sendTransport, self._recvTransport):
+            return
+        if state == "disconnected" and transport.id not in self._iceRestarting:
+            self._background.spawn(self._restartIceWhileDisconnected(transport), "ICE restart")
+        elif state == "failed":
+            self._startRecovery(f"the {transport.direction} transport failed")
+
+    async def _restartIceWhileDisconnected(self, transport: Transport) -> None:
+        self._iceRestarting.add(transport.id)
+        try:
+            while not self._closed and transport.connectionState == "disconnected":
+                try:
+                    iceParameters = await self.request(
+                        "restartIce", {"transportId": transport.id}
+                    )
+                    await transport.restartIce(iceParameters=iceParameters)
+                except (ProtooError, ConnectionError, TimeoutError) as error:
+                    logger.info("ICE restart of the %s transport: %s", transport.direction, error)
+                await asyncio.sleep(RECOVERY_RETRY_INTERVAL)
+        finally:
+            self._iceRestarting.discard(transport.id)
+
+    def _startRecovery(self, reason: str) -> None:
+        if self._closed or self._recovering or not self._recover:
+            return
+        self._recovering = True
+        self.emit("reconnecting", reason)
+        self._background.spawn(self._recoverSession(reason), "recovering the session")
+
+    async def _recoverSession(self, reason: str) -> None:
+        """A new session with the same peer id: join again, produce everything again."""
+        logger.warning("%s: joining the room again", reason)
+        producers = list(self.producers.values())
+        produced = {p.id: self._produced.get(p.id, {}) for p in producers}
+        dataProduced = list(self._producedData.values())
+        for producer in producers:
+            producer._keepTrackOnClose()  # the same track goes to the new producer
+        self._watcher.cancel()
+        await self._closeSession()
+        delay = RECOVERY_RETRY_INTERVAL / 4
+        while not self._closed:
+            try:
+                protoo = await ProtooPeer.connect(self._url, timeout=5)
+            except ConnectionError as error:
+                logger.info("rejoining: %s", error)
+                await asyncio.sleep(delay)
+                delay = min(RECOVERY_RETRY_INTERVAL * 2, delay * 2)
+                continue
+            self._protoo = protoo
+            self._watcher = self._attach(protoo)
+            made: list[tuple[Producer, Producer]] = []
+            try:
+                await self._join(**self._joinOptions)
+                for old in producers:
+                    track = old.track  # the current one (after any replaceTrack)
+                    if track is None or track.readyState == "ended":
+                        continue
+                    new = await self.produce(track, **produced[old.id])
+                    made.append((old, new))
+                    if old.paused:
+                        await self.pauseProducer(new)
+                for options in dataProduced:
+                    await self.produceData(**options)
+                if made:
+                    # A network still down: try again soon with fresh ICE checks, rather
+                    # than wait out the backed-off retransmissions of this attempt's.
+                    await _connected(self.sendTransport, RECOVERY_CONNECT_TIMEOUT)
+            except Exception as error:
+                logger.info("rejoining failed: %s", error or type(error).__name__)
+                for _old, new in made:
+                    new._keepTrackOnClose()
+                self._watcher.cancel()
+                await self._closeSession()
+                await asyncio.sleep(delay)
+                if not isinstance(error, TimeoutError):
+                    delay = min(RECOVERY_RETRY_INTERVAL * 2, delay * 2)
+                continue
+            for old, new in made:
+                self.emit("producerreplaced", old, new)
+            break
+        self._recovering = False
         if not self._closed:
-            logger.warning("the room connection was lost")
-            self.emit("disconnected")
+            self.recoveries += 1
+            self.emit("reconnected")
+
+
+async def _connected(transport: Transport, timeout: float) -> None:
+    """Return once ``transport`` is connected; ``TimeoutError`` after ``timeout`` seconds."""
+    if transport.connectionState == "connected":
+        return
+    reached = asyncio.Event()
+
+    def onState(state: str) -> None:
+        if state == "connected":
+            reached.set()
+
+    transport.on("connectionstatechange", onState)
+    try:
+        await asyncio.wait_for(reached.wait(), timeout)
+    finally:
+        transport.remove_listener("connectionstatechange", onState)
 
 
 def _statsList(answer: Any) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ from ...types import (
     SctpParameters,
     StatsReport,
 )
-from . import compat, compat_ice, remote_candidates
+from . import compat, compat_ice, remote_candidates, sctp_compat
 from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
 from .remote_candidates import Resolver, remoteCandidates
 from .rtp_port import RtcpListener, RtcpPacket
@@ -128,6 +128,8 @@ class TransportConnection(EnhancedEventEmitter):
         self._ice = RTCIceTransport(self._gatherer)
         self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
         self._sctp = RTCSctpTransport(self._dtls) if sctpParameters is not None else None
+        if self._sctp is not None:
+            sctp_compat.tuneSctpTransport(self._sctp)
         self._machine = ConnectionStateMachine()
         self._iceGatheringState: IceGatheringState = "new"
         self._signalTask: asyncio.Task[None] | None = None
@@ -210,6 +212,7 @@ class TransportConnection(EnhancedEventEmitter):
             compat_ice.markGathered(self._gatherer)
         else:
             await self._gatherer.gather()
+            sctp_compat.tuneDatagramSockets(self._gatherer)  # host UDP sockets only
         self._turnErrors = await compat_ice.gatherRelayCandidates(self._gatherer, self._turnServers)
         for error in self._turnErrors:
             logger.warning("ICE: no relay candidate from %s", error)
