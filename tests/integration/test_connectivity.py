@@ -223,3 +223,39 @@ async def test_consent_checks_keep_going_while_media_flows_and_through_an_ice_re
     finally:
         await sender.close()
         relay.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_a_turn_server_gone_mid_call_leaves_nothing_behind(
+    sfu: LocalSfu, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over TCP its connection's end fails the transport at once, saying so; over UDP nothing
+    tells (the liveness monitor would, later). Either way close() returns at once and within
+    a few seconds no socket or task is left (aioice would retry the allocation's deletion for
+    about a minute)."""
+    caplog.set_level(logging.WARNING, "mediasoup_client")
+    socketsBefore = openSockets()
+    tasksBefore = otherTasks()
+    with Coturn("127.0.0.1") as server:
+        sender = await openSender(
+            sfu, iceServers=[server.iceServer(transport)], iceTransportPolicy="relay"
+        )
+        await sender.transport.produce(track=ToneAudioTrack(440))
+        await waitState(sender.states, "connected", 10)
+        server.kill()
+        if transport == "tcp":
+            await waitState(sender.states, "failed", 5)
+
+            async def said() -> bool:
+                return "via TURN over tcp" in caplog.text
+
+            # The liveness monitor says why on its next turn.
+            await waitFor(said, 2, "the log line naming the lost TURN connection")
+        closing = time.monotonic()
+        await sender.close()
+        assert time.monotonic() - closing < 1
+
+    async def released() -> bool:
+        return openSockets() <= socketsBefore and otherTasks() <= tasksBefore
+
+    await waitFor(released, 5, "the transport's sockets and tasks to go")

@@ -212,6 +212,12 @@ class Coturn:
             )
             shutil.rmtree(directory, ignore_errors=True)
 
+    def kill(self) -> None:
+        """Make the server vanish abruptly (it answers nothing more); ``stop`` still cleans."""
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=5)
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -196,6 +196,13 @@ def test_ice_agent_internals_of_compat_ice() -> None:
         "request", "addr", "integrity_key", "retransmissions",
     ], UPGRADE_HINT  # fmt: skip
     assert aiortc.rtcicetransport.parse_stun_turn_uri("turns:h")["port"] == 5349, UPGRADE_HINT
+    # A relay candidate's transport keeps the TURN client protocol (its deletion is bounded).
+    import aioice.turn
+
+    inner: Any = object()
+    relay: Any = aioice.turn.TurnTransport(inner)
+    assert relay._TurnTransport__inner_protocol is inner, UPGRADE_HINT
+    assert inspect.iscoroutinefunction(aioice.turn.TurnClientMixin.delete), UPGRADE_HINT
 # The data path (handlers/aiortc/sctp_compat.py).
 # What sctp_compat mirrors or relies on in aiortc 1.16.0: a change to any of these needs its
 # in-order receiver, SACK hook or send budget checked against the new code.

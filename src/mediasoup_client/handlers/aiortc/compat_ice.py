@@ -321,7 +321,40 @@ def selectedPair(gatherer: RTCIceGatherer) -> dict[str, Any] | None:
     return info
 
 
+def describePair(pair: dict[str, Any] | None) -> str:
+    """``selectedPair`` in a few words for a log line."""
+    if pair is None:
+        return "none"
+    via = f" via TURN over {pair['relayProtocol']}" if "relayProtocol" in pair else ""
+    return (
+        f"{pair['localCandidateType']} {pair['protocol']} {pair['localAddress']} -> "
+        f"{pair['remoteAddress']}{via}"
+    )
+
+
 # TURN.
+TURN_DELETE_TIMEOUT = 2.0
+
+
+def _boundTurnDeletion(protocol: StunProtocol, timeout: float = TURN_DELETE_TIMEOUT) -> None:
+    """aioice deletes an allocation on close with up to 7 tries (about a minute) and holds
+    its socket meanwhile: a TURN server gone mid-call would keep both that long after
+    ``close()``. Give up after ``timeout`` (the server frees the allocation when it expires;
+    aioice closes the socket when its deletion is cancelled)."""
+    inner = getattr(protocol.transport, "_TurnTransport__inner_protocol", None)
+    if inner is None:
+        return
+    delete = inner.delete
+
+    async def boundedDelete() -> None:
+        try:
+            await asyncio.wait_for(delete(), timeout)
+        except TimeoutError:
+            logger.info("TURN: no answer to the allocation's deletion within %g s", timeout)
+
+    inner.delete = boundedDelete
+
+
 @dataclass(frozen=True, slots=True)
 class TurnServer:
     """One ``turn:``/``turns:`` URL with its credentials."""
@@ -420,6 +453,7 @@ async def gatherRelayCandidates(
             1, "relay", RELAY_LOCAL_PREFERENCE[server.relayProtocol]
         )
         protocol.relayProtocol = server.relayProtocol  # type: ignore[attr-defined]
+        _boundTurnDeletion(protocol)
         return candidate, protocol
 
     results = await asyncio.gather(*(allocate(s) for s in servers), return_exceptions=True)

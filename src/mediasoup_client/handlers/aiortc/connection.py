@@ -47,7 +47,12 @@ from ...types import (
     StatsReport,
 )
 from . import compat, compat_ice, remote_candidates, sctp_compat
-from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
+from .connection_state import (
+    ConnectionStateMachine,
+    Liveness,
+    LivenessMonitor,
+    LivenessPolicy,
+)
 from .remote_candidates import Resolver, remoteCandidates
 from .rtp_port import RtcpListener, RtcpPacket
 
@@ -310,10 +315,17 @@ class TransportConnection(EnhancedEventEmitter):
                 self._probes.spawn(self._probe(monitor), "a consent check")
             self._update(liveness=monitor.verdict(now))
         if self._machine.state == "failed" and not self._closed:
-            logger.warning(
-                "the router was silent for %.0f s: the transport failed",
-                time.monotonic() - monitor.lastHeard,
-            )
+            silence = time.monotonic() - monitor.lastHeard
+            if monitor.verdict(time.monotonic()) is Liveness.DEAD:
+                logger.warning("the router was silent for %.0f s: the transport failed", silence)
+            else:
+                # ICE or DTLS ended under us (the router closed, a TURN connection was lost).
+                logger.warning(
+                    "the transport failed: ICE %s, DTLS %s (selected pair: %s)",
+                    self._ice.state,
+                    self._dtls.state,
+                    compat_ice.describePair(compat_ice.selectedPair(self._gatherer)),
+                )
             await self._release()
 
     async def _probe(self, monitor: LivenessMonitor) -> None:
