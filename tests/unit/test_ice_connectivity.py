@@ -338,3 +338,41 @@ def test_turn_failures_are_named() -> None:
     server = TurnServer("turn:h:1", "h", 1, "udp", False, "u", "p")
     error = compat_ice.TurnGatheringError(server, "wrong credentials (401 Unauthorized)")
     assert str(error) == "TURN server turn:h:1: wrong credentials (401 Unauthorized)"
+
+
+async def test_checks_nobody_answers_fail_the_transport_in_bounded_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mediasoup_client.handlers.aiortc.connection import TransportConnection
+    from tests.unit.conftest import remoteTransportParameters
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a firewall: checks vanish
+    silent.bind(("127.0.0.1", 0))
+    remote = remoteTransportParameters(sctp=False)
+    remote["iceCandidates"][0]["port"] = silent.getsockname()[1]
+
+    async def onConnect(dtlsParameters: Any) -> None:
+        pass
+
+    connection = TransportConnection(
+        iceParameters=remote["iceParameters"],
+        iceCandidates=remote["iceCandidates"],
+        dtlsParameters=remote["dtlsParameters"],
+        sctpParameters=None,
+        iceServers=None,
+        iceTransportPolicy=None,
+        onConnect=onConnect,
+        iceChecksTimeout=0.3,
+    )
+    log = StateLog(connection)
+    try:
+        await connection.signal()
+        await log.waitFor("failed", timeout=3)
+        assert log.states == ["connecting", "failed"]
+        assert (
+            "transport failed to connect: ICE: no candidate pair answered the connectivity "
+            "checks within 0.3 s"
+        ) in caplog.text
+    finally:
+        await connection.close()
+        silent.close()

@@ -59,6 +59,9 @@ from .rtp_port import RtcpListener, RtcpPacket
 logger = logging.getLogger(__name__)
 
 NOMINATION_POLL_INTERVAL = 0.002
+# No pair nominated by then: 'failed' (aioice alone gives up only when its last check has
+# timed out, about a minute; browsers fail ICE after about 30 s).
+ICE_CHECKS_TIMEOUT = 30.0
 
 
 def toRTCIceServers(iceServers: list[IceServer] | None) -> list[RTCIceServer]:
@@ -102,12 +105,14 @@ class TransportConnection(EnhancedEventEmitter):
         iceTransportPolicy: str | None,
         onConnect: Callable[[DtlsParameters], Awaitable[None]],
         livenessPolicy: LivenessPolicy | None = None,
+        iceChecksTimeout: float = ICE_CHECKS_TIMEOUT,
         resolver: Resolver | None = None,
     ) -> None:
         super().__init__()
         # Host-name candidates: the system's resolver unless a test gives its own.
         self._resolver = resolver or remote_candidates.systemResolver
         self._livenessPolicy = livenessPolicy or LivenessPolicy()
+        self._iceChecksTimeout = iceChecksTimeout
         self._remoteIceParameters = iceParameters
         self._remoteCandidates = iceCandidates
         self._remoteDtlsParameters = dtlsParameters
@@ -277,15 +282,20 @@ class TransportConnection(EnhancedEventEmitter):
         """Return as soon as ICE has nominated a pair. aioice's ``connect()`` (behind
         ``RTCIceTransport.start()``) paces its checks and returns 20 ms after the nomination,
         while the router starts DTLS at once: waiting for it would delay the first packet."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._iceChecksTimeout
         while not iceStart.done():
             if compat.nominatedAddresses(self._ice) is not None:
                 return
+            if loop.time() >= deadline:
+                iceStart.cancel()
+                raise ConnectionError(f"ICE: {self._iceFailure(remote, self._iceChecksTimeout)}")
             await asyncio.wait({iceStart}, timeout=NOMINATION_POLL_INTERVAL)
         iceStart.result()
         if self._ice.state != "completed":
             raise ConnectionError(f"ICE {self._ice.state}: {self._iceFailure(remote)}")
 
-    def _iceFailure(self, remote: list[RTCIceCandidate]) -> str:
+    def _iceFailure(self, remote: list[RTCIceCandidate], within: float | None = None) -> str:
         """Why no pair could be nominated, as far as we can tell."""
         reasons = [str(error) for error in self._turnErrors]
         if not self._gatherer.getLocalCandidates():
@@ -295,7 +305,8 @@ class TransportConnection(EnhancedEventEmitter):
         elif not remote:
             reasons.insert(0, "no usable candidate of the router")
         else:
-            reasons.insert(0, "no candidate pair answered the connectivity checks")
+            waited = f" within {within:g} s" if within is not None else ""
+            reasons.insert(0, f"no candidate pair answered the connectivity checks{waited}")
         return "; ".join(reasons)
 
     async def _monitorLiveness(self) -> None:
