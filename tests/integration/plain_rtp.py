@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
+import socket
 import struct
 import time
 from dataclasses import dataclass, field
@@ -36,13 +38,12 @@ from mediasoup_client.signaling.protoo import ProtooPeer
 RR_INTERVAL = 1.0  # seconds, a recorder's usual RTCP interval on a small session
 
 
-def vp8KeyFrameSize(payload: bytes) -> tuple[int, int] | None:
-    """(width, height) when ``payload`` is the first packet of a VP8 key frame (RFC 7741
-    payload descriptor, then the key frame header), else None."""
+def vp8Descriptor(payload: bytes) -> tuple[int, bool, int] | None:
+    """(descriptor length, start of a partition, partition index) of a VP8 RTP payload
+    (RFC 7741 4.2), None when it is too short to hold one."""
     if not payload:
         return None
     first = payload[0]
-    start, partition = bool(first & 0x10), first & 0x07
     offset = 1
     if first & 0x80:  # X: extension byte
         if len(payload) < 2:
@@ -57,6 +58,18 @@ def vp8KeyFrameSize(payload: bytes) -> tuple[int, int] | None:
             offset += 1
         if extension & 0x30:  # T or K: TID/Y/KEYIDX
             offset += 1
+    if offset > len(payload):
+        return None
+    return offset, bool(first & 0x10), first & 0x07
+
+
+def vp8KeyFrameSize(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) when ``payload`` is the first packet of a VP8 key frame (RFC 7741
+    payload descriptor, then the key frame header), else None."""
+    descriptor = vp8Descriptor(payload)
+    if descriptor is None:
+        return None
+    offset, start, partition = descriptor
     if not start or partition != 0 or len(payload) < offset + 10:
         return None
     header = payload[offset:]
@@ -66,11 +79,6 @@ def vp8KeyFrameSize(payload: bytes) -> tuple[int, int] | None:
         return None
     width, height = struct.unpack_from("<HH", header, 6)
     return width & 0x3FFF, height & 0x3FFF
-
-
-def ntpNow() -> int:
-    seconds = time.time() + 2_208_988_800
-    return int(seconds * (1 << 32)) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 @dataclass
@@ -150,6 +158,51 @@ class ReceivedPacket:
     payload: bytes
 
 
+@dataclass
+class AssembledFrame:
+    """One VP8 frame put together from its RTP packets."""
+
+    timestamp: int
+    arrival: float  # of its last packet
+    data: bytes
+
+
+def vp8Frames(packets: list[ReceivedPacket]) -> tuple[list[AssembledFrame], int]:
+    """The complete VP8 frames in ``packets`` (in arrival order; one SSRC), and how many
+    incomplete ones were left out (a missing packet, no start or no marker)."""
+    frames: list[AssembledFrame] = []
+    incomplete = 0
+    current: list[ReceivedPacket] = []
+
+    def finish() -> None:
+        nonlocal incomplete
+        if not current:
+            return
+        contiguous = all((b.seq - a.seq) & 0xFFFF == 1 for a, b in itertools.pairwise(current))
+        first = vp8Descriptor(current[0].payload)
+        if not (contiguous and current[-1].marker and first and first[1] and first[2] == 0):
+            incomplete += 1
+            return
+        parts = []
+        for packet in current:
+            descriptor = vp8Descriptor(packet.payload)
+            assert descriptor is not None
+            parts.append(packet.payload[descriptor[0] :])
+        frames.append(AssembledFrame(current[0].timestamp, current[-1].at, b"".join(parts)))
+
+    for packet in packets:
+        if current and packet.timestamp != current[0].timestamp:
+            finish()
+            current = []
+        current.append(packet)
+        if packet.marker:
+            finish()
+            current = []
+    if current:
+        incomplete += 1
+    return frames, incomplete
+
+
 class PlainRtpReceiver(asyncio.DatagramProtocol):
     """What a PlainTransport sends to one UDP port on 127.0.0.1."""
 
@@ -180,9 +233,15 @@ class PlainRtpReceiver(asyncio.DatagramProtocol):
     @classmethod
     async def open(cls, **options: Any) -> PlainRtpReceiver:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
+        transport, protocol = await loop.create_datagram_endpoint(
             lambda: cls(**options), local_addr=("127.0.0.1", 0)
         )
+        # Room for a key frame burst while the event loop is busy: a recorder loses nothing
+        # on loopback.
+        with contextlib.suppress(OSError):
+            transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024
+            )
         return protocol
 
     @property
