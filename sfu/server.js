@@ -24,18 +24,18 @@
  *   http://127.0.0.1:<port>/peer.html             the test peer the browser tests drive
  */
 
+// mediasoup's debug logs (DEBUG='mediasoup*') go to console.info, i.e. stdout, which the
+// launcher stops reading after "LISTENING": a full pipe would stall the server. Keep stdout for
+// that one line and send every log to stderr (before mediasoup binds console.info).
+console.info = console.error;
+console.log = console.error;
+
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
 const url = require('url');
 const mediasoup = require('mediasoup');
 const protoo = require('protoo-server');
-
-// mediasoup's debug logs (DEBUG='mediasoup*') go to console.info, i.e. stdout, which the
-// launcher stops reading after "LISTENING": a full pipe would stall the server. Keep stdout for
-// that one line and send every log to stderr.
-console.info = console.error;
-console.log = console.error;
 
 const LISTEN_IP = '127.0.0.1';
 // libwebrtc senders (browsers) ignore a key frame request that comes within 300 ms of their
