@@ -70,7 +70,7 @@ class PatternVideoTrack(MediaStreamTrack):
             raise ValueError("width and height must be even and at least 16")
         if loop is not None and loop < 1:
             raise ValueError("loop must be at least 1 frame")
-        self._loop = loop
+        self._loopFrames = loop
         self.width = width
         self.height = height
         self.fps = fps
@@ -105,7 +105,7 @@ class PatternVideoTrack(MediaStreamTrack):
         """The next frame at once, whatever the pacing (for code that sets its own pace)."""
         index = self._index
         self._index += 1
-        frame = self.frameAt(index if self._loop is None else index % self._loop)
+        frame = self.frameAt(index if self._loopFrames is None else index % self._loopFrames)
         frame.pts = round(index * VIDEO_CLOCK_RATE / self.fps)
         return frame
 
