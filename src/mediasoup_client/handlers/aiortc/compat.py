@@ -8,7 +8,9 @@ streams, RTCP routing by SSRC to our senders, and credential-only ICE restarts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiortc import (
@@ -19,9 +21,14 @@ from aiortc import (
     RTCRtpReceiver,
 )
 from aiortc.rtcicetransport import connection_kwargs
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
+from .rtp_port import RtpListener, RtpRoute
+
 PINNED_AIORTC = "1.16.0"
+
+logger = logging.getLogger(__name__)
 
 
 def setIceControlling(gatherer: RTCIceGatherer, controlling: bool) -> None:
@@ -95,3 +102,52 @@ async def sendReceiverPli(receiver: RTCRtpReceiver, mediaSsrc: int) -> None:
 def setReceiverEnabled(receiver: RTCRtpReceiver, enabled: bool) -> None:
     """A disabled receiver drops inbound RTP before the jitter buffer (consumer pause)."""
     receiver._enabled = enabled
+
+
+class _RtpRecipient:
+    """What aiortc's RTP router calls for a registered receiver (an RTCRtpReceiver's three
+    internal entry points), handed on to an ``RtpListener``. aiortc's DTLS receive loop dies
+    on an exception from here, so none escapes."""
+
+    def __init__(self, listener: RtpListener) -> None:
+        self._listener = listener
+
+    async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int) -> None:
+        # aiortc's arrival time is wall-clock milliseconds; feedback needs better.
+        try:
+            self._listener.onRtp(packet, time.monotonic())
+        except Exception:
+            logger.exception("RTP listener failed")
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        try:
+            self._listener.onRtcp(packet)
+        except Exception:
+            logger.exception("RTCP listener failed")
+
+    def _handle_disconnect(self) -> None:
+        try:
+            self._listener.onTransportClosed()
+        except Exception:
+            logger.exception("RTP listener failed on disconnect")
+
+
+def addRtpListener(
+    dtls: RTCDtlsTransport, route: RtpRoute, listener: RtpListener
+) -> Callable[[], None]:
+    """Register ``listener`` with the transport's RTP router for ``route`` (as an
+    RTCRtpReceiver registers itself): RTP by SSRC and payload type, the sender's SR/BYE by
+    SSRC, header extensions parsed with the route's ids. Returns the unregistration."""
+    recipient = _RtpRecipient(listener)
+    dtls._rtp_header_extensions_map.configure(
+        RTCRtpReceiveParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
+                for ext_id, uri in route.headerExtensions
+            ]
+        )
+    )
+    dtls._rtp_router.register_receiver(
+        recipient, ssrcs=list(route.ssrcs), payload_types=list(route.payloadTypes), mid=None
+    )
+    return lambda: dtls._rtp_router.unregister_receiver(recipient)

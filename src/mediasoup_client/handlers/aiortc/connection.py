@@ -43,7 +43,7 @@ from ...types import (
     StatsReport,
 )
 from . import compat
-from .rtp_port import RtcpListener, RtcpPacket
+from .rtp_port import RtcpListener, RtcpPacket, RtpListener, RtpRoute
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +332,9 @@ class TransportConnection(AsyncIOEventEmitter):
         recipient = _RtcpRecipient(listener)
         compat.addRtcpRecipient(self._dtls, recipient, ssrcs)
         return lambda: compat.removeRtcpRecipient(self._dtls, recipient)
+
+    def listenRtp(self, route: RtpRoute, listener: RtpListener) -> Callable[[], None]:
+        return compat.addRtpListener(self._dtls, route, listener)
 
     # Stats.
     async def getStats(self) -> StatsReport:
