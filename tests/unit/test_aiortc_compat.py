@@ -7,14 +7,17 @@ ported to the new aiortc (the pinned versions are in pyproject.toml).
 from __future__ import annotations
 
 import inspect
+import time
 
 import aioice
 import aiortc
 import pytest
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
+from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
 from aiortc.rtcdtlstransport import RtpRouter
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
 
 from mediasoup_client.handlers.aiortc import compat
+from mediasoup_client.handlers.aiortc.rtp_port import RtpRoute
 
 UPGRADE_HINT = (
     f"aiortc {aiortc.__version__} / aioice {aioice.__version__} changed an internal that "
@@ -79,18 +82,66 @@ async def test_rtcp_routing_reaches_our_recipient() -> None:
     assert len(received) == 2, UPGRADE_HINT
 
 
-async def test_receiver_internals() -> None:
+async def test_inbound_rtp_and_sender_reports_reach_our_listener() -> None:
     gatherer = RTCIceGatherer(iceServers=[])
     dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
-    receiver = RTCRtpReceiver("video", dtls)
-    compat.attachReceiverTrack(receiver, "video", "consumer-1")
-    assert receiver.track.kind == "video" and receiver.track.id == "consumer-1", UPGRADE_HINT
-    compat.setReceiverRtcpSsrc(receiver, 4242)
-    compat.setReceiverEnabled(receiver, False)
-    assert receiver._enabled is False, UPGRADE_HINT
-    assert inspect.iscoroutinefunction(receiver._send_rtcp_pli), UPGRADE_HINT
-    # Not connected: the PLI is dropped quietly, as aiortc's own receiver does.
-    await compat.sendReceiverPli(receiver, 1234)
+    for name in ("_rtp_header_extensions_map", "_handle_rtp_data", "_handle_rtcp_data"):
+        assert hasattr(dtls, name), f"{UPGRADE_HINT}: RTCDtlsTransport.{name}"
+    events: list[tuple[str, object, object]] = []
+
+    class Listener:
+        def onRtp(self, packet: object, arrival: float) -> None:
+            events.append(("rtp", packet, arrival))
+
+        def onRtcp(self, packet: object) -> None:
+            events.append(("rtcp", packet, None))
+
+        def onTransportClosed(self) -> None:
+            events.append(("closed", None, None))
+
+    uri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    route = RtpRoute(ssrcs=(1111, 2222), payloadTypes=(96, 97), headerExtensions=((5, uri),))
+    unsubscribe = compat.addRtpListener(dtls, route, Listener())
+    # A packet of ours, with a transport-wide sequence number the router stamped.
+    packet = aiortc.rtp.RtpPacket(payload_type=96, sequence_number=7, ssrc=2222, payload=b"x")
+    packet.extensions.transport_sequence_number = 4242
+    writer = aiortc.rtp.HeaderExtensionsMap()
+    writer.configure(
+        RTCRtpReceiveParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=5, uri=uri)])
+    )
+    before = time.monotonic()
+    await dtls._handle_rtp_data(packet.serialize(writer), arrival_time_ms=0)
+    # Our SSRC with a payload type that is not ours: not for us.
+    wrong = aiortc.rtp.RtpPacket(payload_type=100, sequence_number=9, ssrc=1111, payload=b"z")
+    await dtls._handle_rtp_data(wrong.serialize(), arrival_time_ms=0)
+    assert [e[0] for e in events] == ["rtp"], UPGRADE_HINT
+    # An unknown SSRC with our payload type is handed to the only receiver of that payload
+    # type (aiortc learns SSRCs that way); the receive core drops what is not its SSRC.
+    other = aiortc.rtp.RtpPacket(payload_type=96, sequence_number=8, ssrc=3333, payload=b"y")
+    await dtls._handle_rtp_data(other.serialize(), arrival_time_ms=0)
+    assert [e[0] for e in events] == ["rtp", "rtp"], UPGRADE_HINT
+    del events[1]
+    received, arrival = events[0][1], events[0][2]
+    assert received.sequence_number == 7 and received.payload == b"x", UPGRADE_HINT  # type: ignore[attr-defined]
+    assert received.extensions.transport_sequence_number == 4242, UPGRADE_HINT  # type: ignore[attr-defined]
+    assert isinstance(arrival, float) and arrival >= before
+    # The media sender's SR about one of our SSRCs is ours too.
+    sr = aiortc.rtp.RtcpSrPacket(
+        ssrc=1111,
+        sender_info=aiortc.rtp.RtcpSenderInfo(
+            ntp_timestamp=1, rtp_timestamp=2, packet_count=3, octet_count=4
+        ),
+    )
+    await dtls._handle_rtcp_data(bytes(sr))
+    assert events[-1][0] == "rtcp", UPGRADE_HINT
+    # DTLS going away reaches the listener (aiortc calls every registered receiver).
+    for receiver in dtls._rtp_router.receivers:
+        receiver._handle_disconnect()
+    assert events[-1][0] == "closed", UPGRADE_HINT
+    unsubscribe()
+    await dtls._handle_rtp_data(packet.serialize(writer), arrival_time_ms=0)
+    assert len(events) == 3, UPGRADE_HINT
+    assert not dtls._rtp_router.receivers, UPGRADE_HINT
 
 
 def test_ice_servers_can_be_replaced_before_gathering() -> None:

@@ -2,7 +2,8 @@
 
 aiortc's public ORTC objects cover ICE/DTLS/SCTP setup, but mediasoup needs a few things they
 do not expose: the ICE-controlling role (mediasoup is ICE-lite), raw SRTP send for our own RTP
-streams, RTCP routing by SSRC to our senders, and credential-only ICE restarts.
+streams, RTCP routing by SSRC to our senders, inbound RTP routing to our receivers (as
+aiortc's own RTCRtpReceiver registers itself), and credential-only ICE restarts.
 ``tests/unit/test_aiortc_compat.py`` fails loudly if an aiortc upgrade changes any of these.
 """
 
@@ -18,11 +19,9 @@ from aiortc import (
     RTCIceGatherer,
     RTCIceServer,
     RTCIceTransport,
-    RTCRtpReceiver,
 )
 from aiortc.rtcicetransport import connection_kwargs
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
-from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 from .rtp_port import RtpListener, RtpRoute
 
@@ -82,26 +81,6 @@ def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
 def dtlsStats(dtls: RTCDtlsTransport) -> Any:
     """The transport's RTCStatsReport (bytes/packets both ways, DTLS state)."""
     return dtls._get_stats()
-
-
-def attachReceiverTrack(receiver: RTCRtpReceiver, kind: str, trackId: str) -> None:
-    """Give an ORTC-created receiver the track its decoder feeds (RTCPeerConnection does
-    this itself; a bare RTCRtpReceiver has none)."""
-    receiver._track = RemoteStreamTrack(kind=kind, id=trackId)
-
-
-def setReceiverRtcpSsrc(receiver: RTCRtpReceiver, ssrc: int) -> None:
-    """The SSRC a receiver's reports and feedback (RR, NACK, PLI) are sent from."""
-    receiver._set_rtcp_ssrc(ssrc)
-
-
-async def sendReceiverPli(receiver: RTCRtpReceiver, mediaSsrc: int) -> None:
-    await receiver._send_rtcp_pli(mediaSsrc)
-
-
-def setReceiverEnabled(receiver: RTCRtpReceiver, enabled: bool) -> None:
-    """A disabled receiver drops inbound RTP before the jitter buffer (consumer pause)."""
-    receiver._enabled = enabled
 
 
 class _RtpRecipient:

@@ -144,7 +144,8 @@ class ReceiveCore:
             sequence_number = int.from_bytes(payload[:2], "big")
             payload = payload[2:]
             retransmitted = True
-        elif packet.payload_type != self.payloadType:
+        elif packet.ssrc != self.mediaSsrc or packet.payload_type != self.payloadType:
+            # aiortc hands an unknown SSRC to the only receiver of its payload type.
             return actions
         if self.paused:
             return actions
