@@ -6,7 +6,10 @@ ported to the new aiortc (the pinned versions are in pyproject.toml).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import socket
+import sys
 import time
 
 import aioice
@@ -142,6 +145,38 @@ async def test_inbound_rtp_and_sender_reports_reach_our_listener() -> None:
     await dtls._handle_rtp_data(packet.serialize(writer), arrival_time_ms=0)
     assert len(events) == 3, UPGRADE_HINT
     assert not dtls._rtp_router.receivers, UPGRADE_HINT
+
+
+async def test_arrival_times_come_from_the_kernel_and_pair_with_the_reads() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    await gatherer.gather()
+    transport = RTCIceTransport(gatherer)
+    connection = transport._connection
+    assert hasattr(connection, "_protocols") and hasattr(connection, "_queue"), UPGRADE_HINT
+    assert callable(getattr(connection, "data_received", None)), UPGRADE_HINT
+    clock = compat.stampArrivals(transport)
+    protocol = next(p for p in connection._protocols if ":" not in p.local_candidate.host)
+    address = protocol.transport.get_extra_info("sockname")
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sent = []
+        for index in range(3):
+            sent.append(time.monotonic())
+            sender.sendto(bytes([0x80, index]) + bytes(20), address)  # not STUN: data
+            await asyncio.sleep(0.05)
+    finally:
+        sender.close()
+    if sys.platform.startswith("linux"):
+        # Every datagram after the first (which may only switch timestamping on).
+        assert clock.kernelStamps >= 2, UPGRADE_HINT
+    connection._nominated[1] = object()  # recv() refuses to read before a nomination
+    for index in range(3):
+        data = await asyncio.wait_for(transport._recv(), 1)
+        assert data[1] == index, UPGRADE_HINT
+        assert clock.current is not None
+        # The kernel's time, not the (50 ms later) time of the read.
+        assert sent[index] <= clock.current < sent[index] + 0.03
+    await gatherer._connection.close()
 
 
 def test_ice_servers_can_be_replaced_before_gathering() -> None:

@@ -97,18 +97,20 @@ def test_h264_single_nal_stap_a_and_fu_a_become_annex_b():
 # NACK.
 
 
-def test_a_gap_is_nacked_at_once_then_once_per_rtt_then_given_up():
+def test_a_gap_is_nacked_at_once_then_once_per_resend_delay_then_given_up():
     nack = NackModule(rtt=0.05)
+    delay = nack.resendDelay(0.0)
+    assert delay == pytest.approx(0.05 * 1.25 + 0.005)
     nack.onPacket(100, 0.0)
     first = nack.onPacket(103, 0.01)
     assert first.nacks == [101, 102]
-    assert nack.process(0.03).nacks == []  # within one RTT of the request
-    assert nack.process(0.07).nacks == [101, 102]
-    nack.onPacket(101, 0.08, retransmitted=True)
+    assert nack.process(0.01 + delay - 0.005).nacks == []  # within the resend delay
+    now = 0.01 + delay + 0.001
+    assert nack.process(now).nacks == [101, 102]
+    nack.onPacket(101, now + 0.01, retransmitted=True)
     sent = 2
-    now = 0.07
     while True:
-        now += 0.051
+        now += delay + 0.001
         result = nack.process(now)
         if result.gaveUp:
             break
@@ -117,15 +119,29 @@ def test_a_gap_is_nacked_at_once_then_once_per_rtt_then_given_up():
     assert sent == MAX_RETRIES and result.gaveUp == [102] and nack.missing == []
 
 
-def test_the_rtt_comes_from_answered_requests_and_paces_the_retries():
+def test_the_rtt_comes_from_answered_requests_and_the_slowest_recent_one_paces_retries():
     nack = NackModule()
     nack.onPacket(1, 0.0)
     nack.onPacket(3, 1.0)  # NACK 2 at t=1.0
     nack.onPacket(2, 1.03, retransmitted=True)
     assert nack.rttMeasured and nack.rtt == pytest.approx(0.03)
-    nack.onPacket(5, 2.0)
-    assert nack.process(2.02).nacks == []
-    assert nack.process(2.031).nacks == [4]
+    nack.onPacket(5, 1.5)  # NACK 4
+    nack.onPacket(4, 1.62, retransmitted=True)  # a slow answer: a queue built up
+    assert nack.resendDelay(1.7) == pytest.approx(0.12 * 1.25 + 0.005)
+    nack.onPacket(7, 2.0)  # NACK 6
+    assert nack.process(2.1).nacks == []
+    assert nack.process(2.16).nacks == [6]
+    # Old answers stop counting after a few seconds.
+    assert nack.resendDelay(10.0) < 0.12
+
+
+def test_requests_stay_within_a_budget_of_the_packets_received():
+    nack = NackModule()
+    nack.onPacket(0, 0.0)
+    result = nack.onPacket(501, 0.0)  # 500 missing at once, two packets received
+    assert 0 < len(result.nacks) <= 60 and nack.requestsDeferred > 400
+    # Time earns more: a second later, about BUDGET_PER_SECOND more are asked for.
+    assert 5 <= len(nack.process(1.0).nacks) <= 15
 
 
 def test_reordering_delays_the_first_request_but_a_late_packet_is_not_nacked():

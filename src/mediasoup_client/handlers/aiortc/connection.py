@@ -124,6 +124,7 @@ class TransportConnection(AsyncIOEventEmitter):
         self._finished = asyncio.Event()  # failed or closed: nothing will connect any more
         self._closed = False
         self._connectedAt: float | None = None
+        self._arrivals: compat.ArrivalClock | None = None
         self._dtls.on("statechange", self._onDtlsStateChange)
         self._ice.on("statechange", self._onIceStateChange)
 
@@ -166,6 +167,7 @@ class TransportConnection(AsyncIOEventEmitter):
     async def _signal(self) -> None:
         self._setIceGatheringState("gathering")
         await self._gatherer.gather()
+        self._arrivals = compat.stampArrivals(self._ice)
         self._setIceGatheringState("complete")
         fingerprints = self._dtls.getLocalParameters().fingerprints
         # ICE-controlling with DTLS role "auto" makes aiortc the DTLS server.
@@ -334,7 +336,7 @@ class TransportConnection(AsyncIOEventEmitter):
         return lambda: compat.removeRtcpRecipient(self._dtls, recipient)
 
     def listenRtp(self, route: RtpRoute, listener: RtpListener) -> Callable[[], None]:
-        return compat.addRtpListener(self._dtls, route, listener)
+        return compat.addRtpListener(self._dtls, route, listener, self._arrivals)
 
     # Stats.
     async def getStats(self) -> StatsReport:

@@ -8,12 +8,21 @@ than ``MAX_PACKET_AGE`` packets behind or ``MAX_AGE`` seconds old, or when the j
 up on it (``clearUpTo``). A gap too large to track asks for a key frame instead.
 
 The round-trip time comes from the router's answers: the time from the first NACK of a packet to
-its retransmission (the router does not answer the receiver reports RFC 3611 would need).
+its retransmission (the router does not answer the receiver reports RFC 3611 would need). A
+retry waits for the slowest recent answer (queues on a congested path make answers slower than
+the smoothed figure) plus a margin.
+
+mediasoup retransmits whatever is asked for at once, without pacing or a budget, so a receiver
+that asks for everything it misses on an overloaded downlink makes the overload worse (a
+congested 400 kbit/s link carried several Mbit/s of retransmissions). The module therefore keeps
+a request budget: half a request per packet received plus ``BUDGET_PER_SECOND``; first
+requests go before retries when it runs short, and what is not asked for waits.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 from dataclasses import dataclass, field
 
 MAX_RETRIES = 10
@@ -23,6 +32,12 @@ MAX_AGE = 1.5  # seconds since the gap was noticed; older media is useless for l
 DEFAULT_RTT = 0.1
 MIN_RTT = 0.01
 MAX_RTT = 2.0
+MIN_RESEND_DELAY = 0.02
+RESEND_MARGIN = 1.25  # retries wait this much longer than the slowest recent answer
+RTT_WINDOW = 3.0  # seconds of answers that count as recent
+BUDGET_PER_PACKET = 0.5  # requests earned by each packet received
+BUDGET_PER_SECOND = 10.0
+MAX_BUDGET = 60.0  # requests banked at most (a burst of loss asks for no more at once)
 _MAX_REORDER = 128  # reordering distances tracked (packets)
 _REORDER_HISTORY = 256
 
@@ -55,7 +70,11 @@ class NackModule:
         self._unsent = 0  # entries not requested yet
         self._rtt = rtt
         self._rttMeasured = False
+        self._rttSamples: collections.deque[tuple[float, float]] = collections.deque()
+        self._budget = MAX_BUDGET / 2
+        self._budgetAt: float | None = None
         self.packetsRequested = 0  # NACKed sequence numbers, retries included
+        self.requestsDeferred = 0  # due requests held back by the budget
 
     @property
     def rtt(self) -> float:
@@ -68,6 +87,14 @@ class NackModule:
     @property
     def missing(self) -> list[int]:
         return sorted(self._entries)
+
+    def resendDelay(self, now: float) -> float:
+        """How long a retry waits after the previous request of the same packet."""
+        while self._rttSamples and now - self._rttSamples[0][0] > RTT_WINDOW:
+            self._rttSamples.popleft()
+        slowest = max((sample for _, sample in self._rttSamples), default=self._rtt)
+        delay = max(slowest, self._rtt) * RESEND_MARGIN + 0.005
+        return min(max(delay, MIN_RESEND_DELAY), MAX_RTT)
 
     def onPacket(
         self, seq: int, now: float, *, keyFrameStart: bool = False, retransmitted: bool = False
@@ -86,7 +113,7 @@ class NackModule:
             entry = self._pop(seq)
             if entry is not None and retransmitted and entry.retries == 1 and entry.sentAt:
                 # One request, one answer: a clean round-trip sample (Karn's rule).
-                self._updateRtt(now - entry.sentAt)
+                self._updateRtt(now - entry.sentAt, now)
             if not retransmitted:
                 self._recordReordering(newest - seq)
             return result
@@ -94,6 +121,7 @@ class NackModule:
             # A retransmission newer than anything seen: the gap before it is noticed (and
             # asked for) when the next original packet arrives.
             return result
+        self._earn(now, BUDGET_PER_PACKET)
         if keyFrameStart:
             self._keyFrameStarts.append(seq)
         del self._keyFrameStarts[: bisect.bisect_left(self._keyFrameStarts, seq - MAX_PACKET_AGE)]
@@ -143,39 +171,54 @@ class NackModule:
         return True
 
     def _batch(self, now: float, result: NackResult, *, byTime: bool) -> NackResult:
-        """Collect what is due. On a packet arrival only first requests are due (by sequence
-        number); the periodic pass also sends retries, one round trip apart, and expires."""
+        """Collect what is due, within the budget. On a packet arrival only first requests are
+        due (by sequence number); the periodic pass also sends retries, a resend delay apart,
+        and expires."""
         newest = self._newest
         if newest is None:
             return result
+        first: list[_Entry] = []
+        retries: list[_Entry] = []
         if not byTime:
-            if not self._unsent:
-                return result
-            for entry in self._entries.values():
-                if entry.sentAt is None and newest >= entry.sendAtSeq:
-                    self._send(entry, now, result)
-            self.packetsRequested += len(result.nacks)
-            return result
-        resend = min(max(self._rtt, MIN_RTT), MAX_RTT)
-        expired: list[int] = []
-        for seq, entry in self._entries.items():
-            if now - entry.createdAt > MAX_AGE:
-                expired.append(seq)
-            elif entry.sentAt is None:
-                # The periodic pass sends what the reordering wait still holds back, so that
-                # wait never exceeds one period.
-                self._send(entry, now, result)
-            elif now - entry.sentAt >= resend:
-                if entry.retries >= MAX_RETRIES:
-                    # The last request had its round trip and went unanswered.
+            if self._unsent:
+                first = [
+                    e for e in self._entries.values() if e.sentAt is None and newest >= e.sendAtSeq
+                ]
+        else:
+            self._earn(now, 0.0)
+            resend = self.resendDelay(now)
+            expired: list[int] = []
+            for seq, entry in self._entries.items():
+                if now - entry.createdAt > MAX_AGE:
                     expired.append(seq)
-                else:
-                    self._send(entry, now, result)
-        for seq in expired:
-            self._pop(seq)
-        result.gaveUp = expired
+                elif entry.sentAt is None:
+                    # The periodic pass sends what the reordering wait still holds back, so
+                    # that wait never exceeds one period.
+                    first.append(entry)
+                elif now - entry.sentAt >= resend:
+                    if entry.retries >= MAX_RETRIES:
+                        # The last request had its round trip and went unanswered.
+                        expired.append(seq)
+                    else:
+                        retries.append(entry)
+            for seq in expired:
+                self._pop(seq)
+            result.gaveUp = expired
+        due = first + retries
+        allowed = min(len(due), int(self._budget))
+        self.requestsDeferred += len(due) - allowed
+        for entry in due[:allowed]:
+            self._send(entry, now, result)
+        self._budget -= allowed
+        result.nacks.sort()
         self.packetsRequested += len(result.nacks)
         return result
+
+    def _earn(self, now: float, requests: float) -> None:
+        if self._budgetAt is not None:
+            requests += (now - self._budgetAt) * BUDGET_PER_SECOND
+        self._budgetAt = now
+        self._budget = min(MAX_BUDGET, self._budget + max(0.0, requests))
 
     def _send(self, entry: _Entry, now: float, result: NackResult) -> None:
         if entry.sentAt is None:
@@ -203,8 +246,9 @@ class NackModule:
         ordered = sorted(self._reorderings)
         return ordered[len(ordered) // 2]
 
-    def _updateRtt(self, sample: float) -> None:
+    def _updateRtt(self, sample: float, now: float) -> None:
         sample = min(max(sample, 0.0), MAX_RTT)
+        self._rttSamples.append((now, sample))
         if not self._rttMeasured:
             self._rtt = sample
             self._rttMeasured = True
