@@ -22,10 +22,12 @@ from mediasoup_client.signaling.local_sfu import LocalSfu
 from mediasoup_client.signaling.room_client import RoomClient
 from tests.integration.router import waitFor
 
+# Issue 14's producer: three layers of 640x480, about 2 Mbit/s in all; on a 400 kbit/s
+# downlink only the lowest fits.
 SIMULCAST = [
-    {"maxBitrate": 100_000, "scaleResolutionDownBy": 4},
-    {"maxBitrate": 300_000, "scaleResolutionDownBy": 2},
-    {"maxBitrate": 900_000},
+    {"maxBitrate": 150_000, "scaleResolutionDownBy": 4},
+    {"maxBitrate": 500_000, "scaleResolutionDownBy": 2},
+    {"maxBitrate": 1_500_000},
 ]
 
 Decide = Callable[[Any, float], bool]  # (RTP packet, now) -> drop it
@@ -175,8 +177,11 @@ async def test_stats_describe_the_media_ssrc_while_retransmissions_repair_losses
     repaired = last["retransmittedPacketsReceived"] - first["retransmittedPacketsReceived"]
     assert repaired >= 0.8 * received / 20, (repaired, received)
     assert last["retransmittedBytesReceived"] > first["retransmittedBytesReceived"]
-    # Lost means lost after repair: about nothing, while 5 % of the packets were dropped.
-    assert last["packetsLost"] - first["packetsLost"] <= 0.01 * received
+    # Lost counts what did not arrive on the media SSRC (as the receiver reports tell the
+    # router): the 5 % dropped; nearly all of them came back over RTX.
+    lost = last["packetsLost"] - first["packetsLost"]
+    assert 0.03 * received <= lost <= 0.07 * received, (lost, received)
+    assert lost - repaired <= 0.01 * received, (lost, repaired)
     assert last["nackCount"] > first["nackCount"]
     assert router_last["nackCount"] > router_first["nackCount"]
     decoded = last["framesDecoded"] - first["framesDecoded"]
@@ -261,7 +266,7 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
     async def topLayerFlowing() -> bool:
         current = await rates()
         decoded = frames.frames[-1][1] if frames.frames else 0
-        return len(current) == 3 and current["r2"] > 0.6 * 900_000 and decoded == 640
+        return len(current) == 3 and current["r2"] > 600_000 and decoded == 640
 
     await waitFor(topLayerFlowing, 15, "the top layer at full rate, decoded")
     # Uncapped, the router has an estimate for us (before transport-cc it had none).
@@ -271,7 +276,7 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
     capped = time.monotonic()
     layerRates = await rates()
     fitting = {i for i, rid in enumerate(sorted(layerRates)) if layerRates[rid] <= 0.85 * 400_000}
-    assert 0 in fitting and 2 not in fitting, layerRates
+    assert fitting == {0}, layerRates
 
     async def layer() -> int | None:
         info = await subscriber.request("getConsumerInfo", {"consumerId": consumer.id})
@@ -283,20 +288,23 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
 
     await waitFor(fits, 10, "the router to forward a layer that fits 400 kbit/s", interval=0.25)
     fitted = time.monotonic()
-    first = await inbound(consumer)
+    assert fitted - capped < 5
+    # From 5 s after the cap: the layer holds, decodes at full rate, and little is lost.
+    await asyncio.sleep(max(0.0, capped + 5 - time.monotonic()))
+    first, started = await inbound(consumer), time.monotonic()
     layers = []
     for _ in range(10):
         await asyncio.sleep(0.5)
         layers.append(await layer())
-    last = await inbound(consumer)
+    last, ended = await inbound(consumer), time.monotonic()
     frames.stop()
-    print("fitted after", fitted - capped, "layers", layers, "estimate", await estimate())
-    assert fitted - capped < 8
     assert all(current in fitting for current in layers), layers
     assert (await estimate() or 10**9) < 600_000
-    recent = frames.since(time.monotonic() - 3)
-    assert len(recent) >= 25 * 3, len(recent)
-    expected = (last["packetsReceived"] - first["packetsReceived"]) + (
-        last["packetsLost"] - first["packetsLost"]
-    )
-    assert last["packetsLost"] - first["packetsLost"] <= 0.02 * expected
+    window = [f for f in frames.since(started) if f[0] <= ended]
+    assert all((w, h) == (160, 120) for _, w, h, _ in window)
+    assert len(window) >= 25 * (ended - started), len(window) / (ended - started)
+    # Our loss (what the bottleneck dropped) stays under 2 % once the layer fits.
+    lost = last["packetsLost"] - first["packetsLost"]
+    repaired = last["retransmittedPacketsReceived"] - first["retransmittedPacketsReceived"]
+    originals = last["packetsReceived"] - first["packetsReceived"] - repaired
+    assert lost <= 0.02 * (originals + lost), (lost, originals)

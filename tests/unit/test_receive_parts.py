@@ -321,8 +321,10 @@ def test_loss_fraction_lost_and_the_extended_highest_sequence():
     assert block.highestSequence == 65536 + 3
     stats.onPacket(65536, 0, 0.0, 0.0, 100, True)  # repaired
     stats.onPacket(65536, 0, 0.0, 0.0, 100, True)  # a duplicate is not counted
-    assert stats.packetsLost == 1 and stats.retransmittedPacketsReceived == 1
-    assert stats.packetsDuplicated == 1
+    # Received includes the repair (W3C); lost is what did not arrive on the media SSRC
+    # (RFC 3550, as the receiver reports tell the router).
+    assert stats.packetsReceived == 5 and stats.retransmittedPacketsReceived == 1
+    assert stats.packetsLost == 2 and stats.packetsDuplicated == 1
     assert stats.reportBlock(2.0).fractionLost == 0  # nothing new lost in this interval
 
 

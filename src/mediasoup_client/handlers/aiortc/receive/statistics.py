@@ -4,8 +4,12 @@ report (for LSR/DLSR and remote-outbound-rtp), and per-track frame and sample co
 inbound-rtp names).
 
 Retransmissions are unwrapped to their media SSRC and counted there (``retransmitted*``, a
-subset of ``packetsReceived`` as W3C defines it), so loss is what stayed lost after repair.
-Duplicates are not counted twice.
+subset of ``packetsReceived`` as W3C defines it). Loss is RFC 3550's for the media SSRC: the
+packets that did not arrive on it, repaired later or not (RFC 4588 makes RTX a stream of its
+own), as libwebrtc counts it. That is what the receiver reports tell the router, whose
+estimator takes its loss figure from them (mediasoup runs goog_cc with RTCP reports on): a
+receiver reporting repaired packets as received hides congestion from it. Duplicates are not
+counted twice.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ class StreamStatistics:
     def __init__(self, ssrc: int, clockRate: int) -> None:
         self.ssrc = ssrc
         self.clockRate = clockRate
-        self.packetsReceived = 0
+        self.packetsReceived = 0  # retransmissions included (W3C)
+        self._originalsReceived = 0  # packets that came on the media SSRC itself
         self.bytesReceived = 0  # payload bytes (W3C)
         self.retransmittedPacketsReceived = 0
         self.retransmittedBytesReceived = 0
@@ -89,17 +94,19 @@ class StreamStatistics:
         if len(self._seenOrder) > _DUPLICATE_WINDOW:
             self._seen.discard(self._seenOrder.popleft())
         self.packetsReceived += 1
+        if not retransmitted:
+            self._originalsReceived += 1
         self.bytesReceived += payloadSize
         self.lastPacketReceivedTimestamp = arrivalUnix
         if retransmitted:
             self.retransmittedPacketsReceived += 1
             self.retransmittedBytesReceived += payloadSize
+            return True  # the media SSRC's sequence space is what arrived on it
         if self._base is None or seq < self._base:
             self._base = seq
         if self._highest is None or seq > self._highest:
             self._highest = seq
-            if not retransmitted:
-                self._updateJitter(timestamp, arrival)
+            self._updateJitter(timestamp, arrival)
         return True
 
     def _updateJitter(self, timestamp: int, arrival: float) -> None:
@@ -147,7 +154,7 @@ class StreamStatistics:
 
     @property
     def packetsLost(self) -> int:
-        return max(0, self.packetsExpected - self.packetsReceived)
+        return max(0, self.packetsExpected - self._originalsReceived)
 
     @property
     def jitter(self) -> float:
@@ -161,7 +168,7 @@ class StreamStatistics:
     def reportBlock(self, now: float) -> ReportBlockFields:
         """The RR block, and starts a new interval for the fraction lost."""
         expected = self.packetsExpected
-        received = self.packetsReceived
+        received = self._originalsReceived
         expected_interval = expected - self._expectedPrior
         received_interval = received - self._receivedPrior
         self._expectedPrior = expected
