@@ -24,7 +24,7 @@ from .sequence import sequenceUnwrapper, timestampUnwrapper
 from .statistics import StreamStatistics
 
 TICK = 0.02  # seconds between tick() calls
-MIN_FRAME_WAIT = 0.1
+MIN_FRAME_WAIT = 0.2
 MAX_FRAME_WAIT = 0.4
 MIN_AUDIO_WAIT = 0.02
 MAX_AUDIO_WAIT = 0.1
@@ -110,10 +110,14 @@ class ReceiveCore:
     def roundTripTime(self) -> float:
         return self.nack.rtt if self.nack is not None else 0.1
 
-    def frameWait(self) -> float:
-        """How long a gap may hold a video frame back before it is dropped: room for two or
-        three retransmission attempts, plus the path's jitter."""
-        wait = 2.5 * self.roundTripTime + 3 * self.stats.jitter + 0.04
+    def frameWait(self, now: float) -> float:
+        """How long a gap may hold a video frame back before it is dropped: room for a second
+        request when the first retransmission is lost too (two round trips and a resend
+        delay), plus the path's jitter."""
+        if self.nack is None:
+            return MIN_FRAME_WAIT
+        resend = self.nack.resendDelay(now)
+        wait = 2 * self.roundTripTime + resend + 3 * self.stats.jitter + 0.04
         return min(MAX_FRAME_WAIT, max(MIN_FRAME_WAIT, wait))
 
     def audioWait(self) -> float:
@@ -173,7 +177,8 @@ class ReceiveCore:
                 piece = self._depacketizer.depacketize(payload)
             except ValueError:
                 self.packetsDiscarded += 1
-                self._videoOutput(self.video.unrecoverable([seq], now, self.frameWait()), actions)
+                output = self.video.unrecoverable([seq], now, self.frameWait(now))
+                self._videoOutput(output, actions)
                 self._requestKeyFrameIfDue(now, actions)
                 return actions
             buffered = BufferedPacket(
@@ -192,7 +197,7 @@ class ReceiveCore:
                 now,
                 actions,
             )
-        self._videoOutput(self.video.insert(buffered, now, self.frameWait()), actions)
+        self._videoOutput(self.video.insert(buffered, now, self.frameWait(now)), actions)
         self._requestKeyFrameIfDue(now, actions)
         return actions
 
@@ -210,7 +215,7 @@ class ReceiveCore:
         if self.nack is not None:
             self._nackOutput(self.nack.process(now), now, actions)
         if self.video is not None:
-            self._videoOutput(self.video.poll(now, self.frameWait()), actions)
+            self._videoOutput(self.video.poll(now, self.frameWait(now)), actions)
             self._requestKeyFrameIfDue(now, actions)
         if self.audio is not None:
             self._audioOutput(self.audio.poll(now, self.audioWait()), actions)
@@ -265,7 +270,7 @@ class ReceiveCore:
             self.video.requireKeyFrame()
             self._keyFrameWanted = True
         if result.gaveUp and self.video is not None:
-            output = self.video.unrecoverable(result.gaveUp, now, self.frameWait())
+            output = self.video.unrecoverable(result.gaveUp, now, self.frameWait(now))
             self._videoOutput(output, actions)
 
     def _videoOutput(self, output: BufferOutput, actions: CoreActions) -> None:
