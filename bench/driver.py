@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layer_quality import table as layerTable
 from profile_summary import summarise as summariseProfile
 
 from mediasoup_client.signaling.local_sfu import LocalSfu
@@ -57,6 +58,8 @@ class Settings:
     dataReps: int
     dataMixedCount: int
     data64kCount: int
+    layerWarmup: float
+    layerWindow: float
 
 
 FULL = Settings(
@@ -72,6 +75,8 @@ FULL = Settings(
     dataReps=3,
     dataMixedCount=10_000,
     data64kCount=2_000,
+    layerWarmup=8,
+    layerWindow=10,
 )
 QUICK = Settings(
     reps=4,
@@ -86,6 +91,8 @@ QUICK = Settings(
     dataReps=1,
     dataMixedCount=3_000,
     data64kCount=300,
+    layerWarmup=5,
+    layerWindow=6,
 )
 
 
@@ -109,10 +116,12 @@ class Runner:
         label: str,
         timeout: float = 400,
         profileTo: Path | None = None,
+        command: list[str] | None = None,
     ) -> dict[str, Any]:
-        """One worker process; its result, or ``{"error": ...}`` (the table says so)."""
+        """One worker process (or ``command``, any script that ends with a ``RESULT`` line);
+        its result, or ``{"error": ...}`` (the table says so)."""
         self.count += 1
-        command = self.command(client, scenario, options)
+        command = command or self.command(client, scenario, options)
         if profileTo is not None:
             # py-spy samples all threads, 100 Hz, without stopping the process at each sample.
             command = [
@@ -166,6 +175,23 @@ def videoOptions(
             total = maxBitrate * sum(4**-i for i in range(layers))
             options += ["--start-bitrate", str(math.ceil(total / 1000))]
     return options
+
+
+def runLayerQuality(runner: Runner, settings: Settings) -> dict[str, Any]:
+    """Scenario 6 (bench/layer_quality.py): per simulcast layer, fps, bitrate and PSNR/SSIM of
+    ours beside Chromium's encoder, same source, same encodings (the CLI's and mediasoup-demo's)."""
+    print("6. per-layer fps, bitrate and quality: ours beside Chromium's encoder", file=sys.stderr)
+    results: dict[str, Any] = {}
+    for encodings in ("cli", "demo"):
+        command = [
+            str(PYTHONS["ours"]), str(BENCH / "layer_quality.py"),
+            "--sfu-port", str(runner.sfu.port), "--encodings", encodings,
+            "--warmup", str(settings.layerWarmup), "--window", str(settings.layerWindow),
+        ]  # fmt: skip
+        results[encodings] = runner.run(
+            "ours", "layer-quality", [], label=f"layers-{encodings}", command=command
+        )
+    return results
 
 
 def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
@@ -238,7 +264,7 @@ def runPaths(runner: Runner, settings: Settings) -> dict[str, Any]:
     """First RTP (as in 1, ours only) through each connectivity path: direct UDP, ICE over
     TCP (the router offering TCP only), and TURN over UDP, TCP and TLS with
     iceTransportPolicy 'relay' (coturn on 127.0.0.1, started here)."""
-    print("6. first RTP per connectivity path (ours)", file=sys.stderr)
+    print("7. first RTP per connectivity path (ours)", file=sys.stderr)
     reps = ["--reps", str(settings.reps)]
     results: dict[str, Any] = {}
     for path in ("udp", "ice-tcp"):
@@ -277,7 +303,7 @@ def pathRows(results: dict[str, Any]) -> list[dict[str, Any]]:
         )  # fmt: skip
         rows.append(
             {
-                "scenario": f"6 first RTP via {path}, new transport",
+                "scenario": f"7 first RTP via {path}, new transport",
                 "metric": "median ms",
                 "ours": cell(result, result.get("coldMedianMs"), 1),
                 "pymediasoup": "-",
@@ -744,6 +770,11 @@ def main() -> int:
         choices=["media", "data", "paths"],
         help="run only the media, the data or the connectivity-path scenarios",
     )
+    parser.add_argument(
+        "--skip-browser",
+        action="store_true",
+        help="leave out the layer-quality scenario (needs Chromium)",
+    )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     needed = [PYTHONS["ours"]] if args.only == "paths" else list(PYTHONS.values())
@@ -768,6 +799,8 @@ def main() -> int:
                 results.update(runDataScenarios(runner, settings))
             if args.only is None:
                 results["paths"] = runPaths(runner, settings)
+            if not args.skip_browser and args.only != "data":
+                results["layerQuality"] = runLayerQuality(runner, settings)
             skipProfile = args.skip_profile or args.only == "data"
             profiles = {} if skipProfile else runProfiles(runner, settings, results)
     rows = [] if args.only == "paths" else buildRows(results)
@@ -792,6 +825,13 @@ def main() -> int:
         f"{info['nproc']} x {info['cpuModel']}, {report['durationSeconds']} s"
     )
     print(markdownTable(rows))
+    for encodings, quality in results.get("layerQuality", {}).items():
+        if "layers" in quality:
+            print(
+                f"\n6. Per layer, ours beside Chromium {quality.get('chromium')}, "
+                f"{quality['width']}x{quality['height']}, {encodings} encodings:"
+            )
+            print(layerTable(quality))
     if profiles:
         print()
         print("Where our send path's CPU goes (py-spy):")

@@ -54,7 +54,7 @@ from .connection_state import (
     LivenessPolicy,
 )
 from .remote_candidates import Resolver, remoteCandidates
-from .rtp_port import RtcpListener, RtcpPacket
+from .rtp_port import RtcpListener, RtcpPacket, RtpListener, RtpRoute
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ class TransportConnection(EnhancedEventEmitter):
         self._closed = False
         self._connectedAt: float | None = None
         self._probes = BackgroundWork("consent checks")
+        self._arrivals: compat.ArrivalClock | None = None
         self._dtls.on("statechange", self._onDtlsStateChange)
         self._ice.on("statechange", self._onIceStateChange)
 
@@ -222,11 +223,15 @@ class TransportConnection(EnhancedEventEmitter):
             compat_ice.markGathered(self._gatherer)
         else:
             await self._gatherer.gather()
-            sctp_compat.tuneDatagramSockets(self._gatherer)  # host UDP sockets only
         self._turnErrors = await compat_ice.gatherRelayCandidates(self._gatherer, self._turnServers)
         for error in self._turnErrors:
             logger.warning("ICE: no relay candidate from %s", error)
         compat_ice.addTcpActiveCandidates(self._gatherer)
+        # Arrival stamps first: the batched reads then hand every datagram they drain to the
+        # stamping receiver, so each gets the kernel time of its own arrival (host UDP sockets;
+        # relayed and TCP packets are stamped when aioice gets them).
+        self._arrivals = compat.stampArrivals(self._ice)
+        sctp_compat.tuneDatagramSockets(self._gatherer)
 
     async def _connectTransport(self) -> None:
         started = time.monotonic()
@@ -418,6 +423,9 @@ class TransportConnection(EnhancedEventEmitter):
         recipient = _RtcpRecipient(listener)
         compat.addRtcpRecipient(self._dtls, recipient, ssrcs)
         return lambda: compat.removeRtcpRecipient(self._dtls, recipient)
+
+    def listenRtp(self, route: RtpRoute, listener: RtpListener) -> Callable[[], None]:
+        return compat.addRtpListener(self._dtls, route, listener, self._arrivals)
 
     # Stats.
     async def getStats(self) -> StatsReport:
