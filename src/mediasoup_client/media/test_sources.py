@@ -124,11 +124,7 @@ class PatternVideoTrack(MediaStreamTrack):
         ).reshape(h * 3 // 2, w)
 
     def _drawBarcode(self, y: np.ndarray, index: int) -> None:
-        block = self.width // _BARCODE_BITS
-        rows = _barcodeRows(self.height)
-        for bit in range(_BARCODE_BITS):
-            value = 235 if (index >> bit) & 1 else 16
-            y[0:rows, bit * block : (bit + 1) * block] = value
+        drawFrameNumber(y, index)
 
 
 def _barcodeRows(height: int) -> int:
@@ -136,9 +132,24 @@ def _barcodeRows(height: int) -> int:
     return max(2, height // 30)
 
 
+def drawFrameNumber(image: np.ndarray, index: int) -> None:
+    """Draw ``index`` as the 16-bit barcode into the top rows of ``image`` (a luma plane, or an
+    (h, w, channels) RGB-like array: every channel gets the same value)."""
+    height, width = image.shape[0], image.shape[1]
+    block = width // _BARCODE_BITS
+    rows = _barcodeRows(height)
+    for bit in range(_BARCODE_BITS):
+        value = 235 if (index >> bit) & 1 else 16
+        image[0:rows, bit * block : (bit + 1) * block] = value
+
+
 def readFrameNumber(frame: av.VideoFrame) -> int:
     """The frame number a ``PatternVideoTrack`` drew into ``frame`` (after decoding)."""
-    luma = frame.to_ndarray(format="gray")
+    return readFrameNumberFromLuma(frame.to_ndarray(format="gray"))
+
+
+def readFrameNumberFromLuma(luma: np.ndarray) -> int:
+    """The barcode's number in a decoded luma plane (or a gray image), as ``readFrameNumber``."""
     width = luma.shape[1]
     block = width // _BARCODE_BITS
     rows = _barcodeRows(luma.shape[0])
