@@ -15,6 +15,7 @@ import asyncio
 import fractions
 import math
 import time
+from typing import Any
 
 import av
 import numpy as np
@@ -223,3 +224,63 @@ class ToneAudioTrack(MediaStreamTrack):
         frame.pts = start
         frame.time_base = fractions.Fraction(1, self.sample_rate)
         return frame
+
+
+def writeTestFile(
+    path: str,
+    *,
+    codec: str = "h264",
+    width: int = 320,
+    height: int = 240,
+    fps: int = 30,
+    seconds: float = 3.0,
+    gop: int = 30,
+    profile: str = "baseline",
+    bframes: int = 0,
+    bitrate: int = 600_000,
+    audio: bool = False,
+) -> str:
+    """Write ``seconds`` of the moving pattern (frame numbers as barcodes) to ``path`` with PyAV:
+    ``codec`` h264 (libx264, ``profile``, ``bframes``) or vp8 (libvpx), a key frame every
+    ``gop`` frames; ``audio`` adds a 440 Hz Opus tone. The container follows the extension
+    (.mp4, .mkv, .webm, .ivf...). For tests, examples and benchmarks: media is made, never
+    committed."""
+    container: Any = av.open(path, "w")
+    try:
+        encoder = {"h264": "libx264", "vp8": "libvpx"}[codec]
+        stream: Any = container.add_stream(encoder, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = bitrate
+        options = {"g": str(gop), "keyint_min": str(gop)}
+        if codec == "h264":
+            options.update(
+                {"profile": profile, "bf": str(bframes), "preset": "veryfast", "sc_threshold": "0"}
+            )
+        stream.codec_context.options = options
+        tone: Any = None
+        if audio:
+            tone = container.add_stream("libopus", rate=48000)
+            tone.layout = "mono"
+        pattern = PatternVideoTrack(width, height, fps, paced=False)
+        sound = ToneAudioTrack(440, 48000, 1, paced=False)
+        frames = round(seconds * fps)
+        audio_frames = round(seconds * 50)
+        for index in range(frames):
+            frame = pattern.nextFrame()
+            frame.pts = index
+            frame.time_base = fractions.Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            while tone is not None and sound._position < (index + 1) * 48000 / fps:
+                if sound._position >= audio_frames * 960:
+                    break
+                for packet in tone.encode(sound.nextFrame()):
+                    container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+        if tone is not None:
+            for packet in tone.encode(None):
+                container.mux(packet)
+    finally:
+        container.close()
+    return path

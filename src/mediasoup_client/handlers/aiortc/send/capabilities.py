@@ -66,7 +66,7 @@ def sendCodecs() -> list[RtpCodecCapability]:
     )
     # Main and High: for pre-encoded H264 (passthrough sends the file's profile). Our encoder
     # writes Constrained Baseline, which Main and High decoders decode too.
-    for pt, profile in ((102, "4d001f"), (104, "64001f")):
+    for pt, profile in ((102, "4d0034"), (104, "640034")):
         codecs += _video(
             "video/H264",
             pt,

@@ -199,8 +199,8 @@ def _routerCodec(info: EncodedStreamInfo, extended: ExtendedRtpCapabilities) -> 
             for c in same_mime
         )
         raise UnsupportedError(
-            f"the source is {_sourceName(info)}; the router's H264 codecs this client can "
-            f"send are {offered}: none has that profile"
+            f"the source is {_sourceName(info)}; the H264 codecs the router and this client "
+            f"share are {offered}: none has that profile"
         )
     shared = sorted({c["mimeType"] for c in extended["codecs"] if c["kind"] == info.kind})
     raise UnsupportedError(
