@@ -30,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +56,6 @@ logger = logging.getLogger(__name__)
 
 # Packets waiting for a track's reader; past this the oldest go (a track nobody reads).
 MAX_QUEUED = 300
-# A paced demuxer hands packets over this long (seconds) before they are due.
-READ_AHEAD = 0.1
 # Packets read to find the parameter sets of an Annex B stream without extradata.
 PRIME_PACKETS = 300
 
@@ -72,62 +69,89 @@ def _isUrl(source: str) -> bool:
 
 
 class _Clock:
-    """The wall-clock origin shared by the feeds of one track (or player), so renditions
-    and a file's audio and video stay together: media time ``t`` is due at
-    ``anchor + (t - origin)``."""
+    """The wall-clock origin shared by the tracks of one source (renditions, a file's audio
+    and video), so they stay together: media time ``t`` is due at ``anchor + (t - origin)``,
+    the anchor being the first packet asked for."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._anchor: float | None = None
-        self._origin: float | None = None
+        self._origin = 0.0
 
     def due(self, mediaTime: float) -> float:
-        with self._lock:
-            if self._anchor is None or self._origin is None:
-                self._anchor, self._origin = time.monotonic(), mediaTime
-            return self._anchor + (mediaTime - self._origin)
+        if self._anchor is None:
+            self._anchor, self._origin = time.monotonic(), mediaTime
+        return self._anchor + (mediaTime - self._origin)
 
 
 class _Track(MediaStreamTrack):
-    """A track fed by one or more feeds (pushing from any thread); ``recv()`` takes packets in
-    order of arrival. Feeds start at the first ``recv()``; the track ends when all ended."""
+    """A track fed by feeds: demuxers of local files it reads from itself when it needs a
+    packet (on the loop, no thread: a local read takes microseconds), and feeds that push
+    (iterators, network streams read in a thread). ``recv()`` returns the earliest packet
+    available, at its due time when ``paced``. The track ends when all its feeds ended."""
 
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self._packets: deque[EncodedPacket] = deque()
+        self._packets: deque[EncodedPacket] = deque()  # pushed ones
         self._available = asyncio.Event()
         self._feeds: list[_Feed] = []
-        self._open_feeds = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pulled: list[_Demuxer] = []
+        self._open_pushers = 0
         self._started = False
+        self._clock: _Clock | None = None  # pacing, when set
         self.packetsDelivered = 0
         self.packetsDropped = 0  # nobody read them in time
         self.packetsRejected = 0  # from an iterator: not a valid packet (see lastError)
         self.lastError: BaseException | None = None
 
-    def _addFeed(self, feed: _Feed) -> None:
+    def _addFeed(self, feed: _Feed, clock: _Clock | None) -> None:
         self._feeds.append(feed)
-        self._open_feeds += 1
+        if isinstance(feed, _Demuxer) and not feed.threaded:
+            self._pulled.append(feed)
+        else:
+            self._open_pushers += 1
+        if clock is not None:
+            self._clock = clock
 
     async def recv(self) -> EncodedPacket:  # type: ignore[override]  # packets, not frames
         if not self._started:
             self._started = True
-            self._loop = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
             for feed in {id(f): f for f in self._feeds}.values():
-                feed.start(self._loop)
-        while not self._packets:
+                feed.start(loop)
+        while True:
             if self.readyState != "live":
                 raise MediaStreamError
-            if self._open_feeds <= 0:
+            source, timestamp = self._earliest()
+            if source is not None:
+                break
+            if self._open_pushers <= 0:
                 MediaStreamTrack.stop(self)  # nothing more will come: "ended"
                 raise MediaStreamError
             self._available.clear()
             await self._available.wait()
-        if self.readyState != "live":
-            raise MediaStreamError
+        if self._clock is not None:
+            delay = self._clock.due(timestamp) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.readyState != "live":
+                raise MediaStreamError
         self.packetsDelivered += 1
-        return self._packets.popleft()
+        if source is self._packets:
+            return self._packets.popleft()
+        assert isinstance(source, _Demuxer)
+        return source.take(self)
+
+    def _earliest(self) -> tuple[object | None, float]:
+        best: object | None = None
+        when = 0.0
+        for demuxer in self._pulled:
+            head = demuxer.peek(self)
+            if head is not None and (best is None or head.timestamp < when):
+                best, when = demuxer, head.timestamp
+        if self._packets and (best is None or self._packets[0].timestamp < when):
+            best, when = self._packets, self._packets[0].timestamp
+        return best, when
 
     def stop(self) -> None:
         super().stop()
@@ -136,7 +160,7 @@ class _Track(MediaStreamTrack):
         for feed in self._feeds:
             feed.release(self)
 
-    # Called on the loop (feeds hop there first).
+    # Pushing feeds (on the loop: threads hop there first).
     def _deliver(self, packet: EncodedPacket) -> None:
         if self.readyState != "live":
             return
@@ -149,11 +173,8 @@ class _Track(MediaStreamTrack):
     def _feedEnded(self, error: BaseException | None) -> None:
         if error is not None:
             self.lastError = error
-        self._open_feeds -= 1
+        self._open_pushers -= 1
         self._available.set()
-        if self._open_feeds <= 0 and not self._packets and self.readyState == "live":
-            # Nothing more will come: as a file player's track does at the end.
-            super().stop()
 
     def _rejected(self, error: BaseException) -> None:
         self.packetsRejected += 1
@@ -181,7 +202,9 @@ class _StreamReader:
     track: _Track
     layer: int
     convert: Callable[[bytes, bool], tuple[bytes, bool]]
+    timeBase: float
     checkKeyFrame: bool = False
+    queue: deque[EncodedPacket] | None = None
 
 
 class _H264Converter:
@@ -215,7 +238,9 @@ def _passThrough(data: bytes, keyFrame: bool) -> tuple[bytes, bool]:
 
 
 class _Demuxer(_Feed):
-    """One container read in a thread of its own; its selected streams go to their tracks."""
+    """One container and the tracks of its selected streams. A local file is read on the loop
+    by the tracks themselves (``peek``/``take``); a network stream (``threaded``) in a thread
+    of its own, which pushes what arrives."""
 
     def __init__(
         self,
@@ -228,22 +253,37 @@ class _Demuxer(_Feed):
         options: dict[str, str] | None,
     ) -> None:
         self.url = url
-        self._loop_file = loop
-        self._paced = paced
+        self.threaded = _isUrl(url)
+        self.paced = paced
         self.clock = clock
+        self._loop_file = loop
         try:
             self.container: Any = av.open(url, format=format, options=options or {})
         except (av.FFmpegError, OSError, ValueError) as error:
             raise TypeError(f"cannot open {url}: {_reason(error)}") from None
         self._readers: dict[int, _StreamReader] = {}
-        self._primed: list[Any] = []
+        self._by_track: dict[int, _StreamReader] = {}
+        self._primed: deque[Any] = deque()
+        self._packets: Iterator[Any] | None = None
+        self._offset = 0.0
+        self._first: float | None = None
+        self._end: float | None = None
+        self._sent_this_round = 0
+        self.ended = False
+        self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._users: set[int] = set()
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._started = False
+        self._closed = False
+
+    @property
+    def trackClock(self) -> _Clock | None:
+        return self.clock if self.paced else None
 
     def close(self) -> None:
+        self._closed = True
         with contextlib.suppress(Exception):
             self.container.close()
 
@@ -290,8 +330,7 @@ class _Demuxer(_Feed):
                 self.close()
                 raise TypeError(f"{self.url}: no H264 SPS found (no extradata, none in-band)")
             convert = converter
-        self._readers[stream.index] = _StreamReader(track, layer, convert, name == "vp8")
-        self._users.add(id(track))
+        self._select(stream, _StreamReader(track, layer, convert, 0.0, name == "vp8"))
         return mime, profile, Rendition(codec.width or None, codec.height or None)
 
     def addAudio(self, stream: Any, track: _Track) -> int:
@@ -301,10 +340,16 @@ class _Demuxer(_Feed):
             raise UnsupportedError(
                 f"{self.url}: its audio is {codec.name}; a pre-encoded audio source sends Opus"
             )
-        self._readers[stream.index] = _StreamReader(track, 0, _passThrough)
-        self._users.add(id(track))
+        self._select(stream, _StreamReader(track, 0, _passThrough, 0.0))
         channels = int(getattr(codec, "channels", 0) or codec.layout.nb_channels or 1)
         return 2 if channels >= 2 else 1
+
+    def _select(self, stream: Any, reader: _StreamReader) -> None:
+        reader.timeBase = float(stream.time_base)
+        reader.queue = deque()
+        self._readers[stream.index] = reader
+        self._by_track[id(reader.track)] = reader
+        self._users.add(id(reader.track))
 
     def _prime(self, stream: Any, converter: _H264Converter) -> None:
         """An Annex B stream without extradata: read until its first SPS (packets kept)."""
@@ -317,13 +362,101 @@ class _Demuxer(_Feed):
             if len(self._primed) >= PRIME_PACKETS:
                 return
 
+    # Reading on the loop (local files).
+
+    def peek(self, track: _Track) -> EncodedPacket | None:
+        """The next packet for ``track`` (reading the file as far as needed), or None at
+        the end."""
+        queue = self._by_track[id(track)].queue
+        assert queue is not None
+        while not queue and not self.ended:
+            packet = self._next()
+            if packet is not None:
+                reader, encoded = packet
+                assert reader.queue is not None
+                if reader.track.readyState != "live":
+                    continue  # a stopped track of this file
+                if len(reader.queue) >= MAX_QUEUED:
+                    reader.queue.popleft()
+                    reader.track.packetsDropped += 1
+                reader.queue.append(encoded)
+        return queue[0] if queue else None
+
+    def take(self, track: _Track) -> EncodedPacket:
+        queue = self._by_track[id(track)].queue
+        assert queue is not None
+        return queue.popleft()
+
+    def _next(self) -> tuple[_StreamReader, EncodedPacket] | None:
+        """One packet of the file for a selected stream, or None (skipped, or the end)."""
+        if self._closed:
+            self.ended = True
+            return None
+        try:
+            if self._primed:
+                packet = self._primed.popleft()
+            else:
+                if self._packets is None:
+                    streams = [self.container.streams[index] for index in self._readers]
+                    self._packets = iter(self.container.demux(*streams))
+                packet = next(self._packets)
+        except StopIteration:
+            self._rewind()
+            return None
+        except Exception as failure:  # a broken file or a dropped connection
+            self.error = failure
+            self.ended = True
+            logger.warning("demuxing %s stopped: %s", self.url, _reason(failure))
+            return None
+        reader = self._readers.get(packet.stream.index)
+        when = packet.pts if packet.pts is not None else packet.dts
+        if reader is None or when is None or not packet.size:
+            return None
+        timestamp = when * reader.timeBase + self._offset
+        duration = packet.duration * reader.timeBase if packet.duration else 0.0
+        if self._first is None or timestamp < self._first:
+            self._first = timestamp
+        end = timestamp + duration
+        if self._end is None or end > self._end:
+            self._end = end
+        try:
+            data, key = reader.convert(bytes(packet), bool(packet.is_keyframe))
+        except TypeError as failure:
+            logger.warning("%s: packet dropped: %s", self.url, failure)
+            return None
+        if reader.checkKeyFrame:
+            key = key or vp8IsKeyFrame(data)
+        self._sent_this_round += 1
+        return reader, EncodedPacket(data, timestamp, key, reader.layer)
+
+    def _rewind(self) -> None:
+        """The end of the file: start over (``loop``; timestamps go on from the end) or end."""
+        if (
+            not self._loop_file
+            or self._sent_this_round == 0
+            or self._first is None
+            or self._end is None
+        ):
+            self.ended = True
+            return
+        self._offset = self._end - self._first
+        self._sent_this_round = 0
+        self._packets = None
+        try:
+            self.container.seek(0)
+        except Exception as failure:
+            self.error = failure
+            self.ended = True
+
+    # A thread (network streams).
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._started:
+        if self._started or not self.threaded:
             return
         self._started = True
         self._event_loop = loop
         self._thread = threading.Thread(
-            target=self._run, name=f"msc-demux {Path(self.url).name}", daemon=True
+            target=self._run, name=f"msc-demux {self.url[:40]}", daemon=True
         )
         self._thread.start()
 
@@ -341,75 +474,15 @@ class _Demuxer(_Feed):
                 loop.call_soon_threadsafe(callback, *args)
 
     def _run(self) -> None:
-        error: BaseException | None = None
         try:
-            self._demux()
-        except Exception as failure:  # a broken file or a dropped connection
-            error = failure
-            logger.warning("demuxing %s stopped: %s", self.url, _reason(failure))
+            while not self._stop.is_set() and not self.ended:
+                packet = self._next()
+                if packet is not None:
+                    self._post(packet[0].track._deliver, packet[1])
         finally:
             self.close()
             for reader in {id(r.track): r for r in self._readers.values()}.values():
-                self._post(reader.track._feedEnded, error)
-
-    def _demux(self) -> None:
-        streams = [self.container.streams[index] for index in self._readers]
-        offset = 0.0
-        first: float | None = None
-        end: float | None = None
-        while not self._stop.is_set():
-            packets: Iterator[Any] = iter(self._primed) if self._primed else iter(())
-            self._primed = []
-            packets = _chain(packets, self.container.demux(*streams))
-            sent = 0
-            for packet in packets:
-                if self._stop.is_set():
-                    return
-                reader = self._readers.get(packet.stream.index)
-                when = packet.pts if packet.pts is not None else packet.dts
-                if reader is None or when is None or not packet.size:
-                    continue
-                base: Fraction = packet.time_base
-                timestamp = float(when * base) + offset
-                duration = float(packet.duration * base) if packet.duration else 0.0
-                first = timestamp if first is None else min(first, timestamp)
-                end = max(end or timestamp, timestamp + duration)
-                try:
-                    data, key = reader.convert(bytes(packet), bool(packet.is_keyframe))
-                except TypeError as failure:
-                    logger.warning("%s: packet dropped: %s", self.url, failure)
-                    continue
-                if reader.checkKeyFrame:
-                    key = key or vp8IsKeyFrame(data)
-                if self._paced:
-                    delay = self.clock.due(timestamp) - READ_AHEAD - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        return
-                encoded = EncodedPacket(data, timestamp, key, reader.layer)
-                if self._paced:
-                    self._post(_deliverWhenDue, reader.track, encoded, self.clock)
-                else:
-                    self._post(reader.track._deliver, encoded)
-                sent += 1
-            if not self._loop_file or sent == 0 or first is None or end is None:
-                return
-            # Start over; timestamps go on from the end.
-            offset = end - first
-            self.container.seek(0)
-
-
-def _chain(first: Iterator[Any], second: Iterator[Any]) -> Iterator[Any]:
-    yield from first
-    yield from second
-
-
-def _deliverWhenDue(track: _Track, packet: EncodedPacket, clock: _Clock) -> None:
-    delay = clock.due(packet.timestamp) - time.monotonic()
-    loop = asyncio.get_running_loop()
-    if delay > 0.001:
-        loop.call_later(delay, track._deliver, packet)
-    else:
-        track._deliver(packet)
+                self._post(reader.track._feedEnded, self.error)
 
 
 # Iterators.
@@ -568,7 +641,7 @@ class EncodedVideoSource(_Track):
         self.keyFrameRequests = 0
         try:
             if _demuxer is not None:
-                self._addFeed(_demuxer)
+                self._addFeed(_demuxer, _demuxer.trackClock)
                 mime, profile, rendition = _demuxer.addVideo(_demuxer.videoStream(), self, 0)
                 mimes.add(mime)
                 profiles.extend([profile] if profile else [])
@@ -590,7 +663,8 @@ class EncodedVideoSource(_Track):
                             paced=bool(paced),
                             clock=clock,
                             validate=check,
-                        )
+                        ),
+                        None,
                     )
                     rendition = Rendition()
                 elif isinstance(source, str | os.PathLike):
@@ -605,7 +679,7 @@ class EncodedVideoSource(_Track):
                         format=format,
                         options=options,
                     )
-                    self._addFeed(demuxer)
+                    self._addFeed(demuxer, demuxer.trackClock)
                     mime, profile, rendition = demuxer.addVideo(demuxer.videoStream(), self, layer)
                 else:
                     raise TypeError(
@@ -680,7 +754,7 @@ class EncodedAudioSource(_Track):
         if _demuxer is not None:
             stream = _demuxer.audioStream()
             assert stream is not None
-            self._addFeed(_demuxer)
+            self._addFeed(_demuxer, _demuxer.trackClock)
             found = _demuxer.addAudio(stream, self)
         elif _iterable(source):
             if channels not in (1, 2):
@@ -693,7 +767,8 @@ class EncodedAudioSource(_Track):
                     paced=bool(paced),
                     clock=clock,
                     validate=_checkOpusPacket,
-                )
+                ),
+                None,
             )
             found = channels
         elif isinstance(source, str | os.PathLike):
@@ -712,7 +787,7 @@ class EncodedAudioSource(_Track):
             if stream is None:
                 demuxer.close()
                 raise TypeError(f"{path} has no audio stream")
-            self._addFeed(demuxer)
+            self._addFeed(demuxer, demuxer.trackClock)
             found = demuxer.addAudio(stream, self)
         else:
             raise TypeError(
