@@ -28,6 +28,7 @@ from mediasoup_client.media import (
     VideoSource,
     VideoStream,
 )
+from mediasoup_client.media.bitstream import h264StartsWithSps
 from mediasoup_client.media.test_sources import (
     drawFrameNumber,
     readFrameNumberFromLuma,
@@ -55,6 +56,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "h264": Path(writeTestFile(str(folder / "clip.mp4"), width=640, height=480, audio=True)),
         "h264low": Path(writeTestFile(str(folder / "low.mp4"), width=320, height=240)),
         "high": Path(writeTestFile(str(folder / "high.mp4"), seconds=0.5, profile="high")),
+        # MPEG-TS: streamable over plain HTTP, Annex B with the parameter sets in-band.
+        "ts": Path(writeTestFile(str(folder / "clip.ts"), width=320, height=240)),
     }
 
 
@@ -244,3 +247,38 @@ async def test_a_profile_the_router_lacks_is_refused_and_the_transport_goes_on(
         await publisher.produce(EncodedVideoSource(media["high"]))
     audio = await publisher.produce(EncodedAudioSource(media["h264"], loop=True))
     await consumerOf(subscriber, audio.id)
+
+
+async def test_a_stream_url_is_demuxed_in_a_thread(media: dict[str, Path]) -> None:
+    """A network source (here MPEG-TS over HTTP from 127.0.0.1) is read in a thread as packets
+    come; its profile comes from the first in-band SPS."""
+    import functools
+    import http.server
+    import threading
+
+    from aiortc.mediastreams import MediaStreamError
+
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(media["ts"].parent)
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{media['ts'].name}"
+        source = EncodedVideoSource(url)
+        assert source.encodedStream.mimeType == "video/H264"
+        assert (source.encodedStream.profileLevelId or "")[:2] == "42"
+        packets = []
+        with pytest.raises(MediaStreamError):
+            while True:
+                packets.append(await asyncio.wait_for(source.recv(), 10))
+        assert len(packets) == 90 and packets[0].keyFrame
+        steps = {round((b.timestamp - a.timestamp) * 30) for a, b in itertools.pairwise(packets)}
+        assert steps == {1}
+        assert all(h264StartsWithSps(p.data) for p in packets if p.keyFrame)
+        await asyncio.sleep(0.1)
+        assert not any(t.name.startswith("msc-demux") for t in threading.enumerate())
+    finally:
+        server.shutdown()
+        server.server_close()
