@@ -419,3 +419,19 @@ def test_the_source_clock_keeps_spacing_and_continues_after_a_discontinuity() ->
     assert [clock.map(t, 10 + t) for t in (5.0, 5.5, 5.5)] == [0, 45000, 45000]
     clock.discontinuity()
     assert clock.map(0.0, 17.5) == 45000 + 2 * 90000  # 2 s of wall time passed
+
+
+def test_a_codec_the_router_lacks_is_refused_naming_what_it_has() -> None:
+    extended = _extended(True)
+    extended["codecs"] = [c for c in extended["codecs"] if c["mimeType"].lower() != "video/vp8"]
+    options = HandlerSendOptions(track=vp8Source(), encodings=normalizeEncodings(None))  # type: ignore[arg-type]
+    with pytest.raises(UnsupportedError) as raised:
+        passthroughSendOptions(options, extended)
+    message = str(raised.value)
+    assert "the source is video/VP8, which the router does not take" in message
+    assert "(its video codecs: video/H264, video/VP9)" in message
+
+
+def test_an_ordinary_track_is_not_passthrough() -> None:
+    options = HandlerSendOptions(track=VideoStreamTrack(), encodings=normalizeEncodings(None))  # type: ignore[arg-type]
+    assert passthroughSendOptions(options, _extended(True)) is None
