@@ -12,11 +12,13 @@ getProducerStats, closeTransport); only the media client differs:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mediasoup_client.signaling.protoo import ProtooPeer
+from mediasoup_client.signaling.protoo import ProtooError, ProtooPeer
 
 
 @dataclass
@@ -45,6 +47,19 @@ class SendTransport(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass
+class DataReceiver:
+    """A receiving transport with SCTP; ``ready`` is set once the server's newDataConsumer
+    request was accepted and every message goes to the ``onMessage`` given."""
+
+    transportId: str
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    dataConsumerId: str | None = None
+
+
+MessageListener = Callable[[Any], None]
+
+
 class BenchClient(Protocol):
     name: str
     # Whether ``encodings`` (maxBitrate, several simulcast layers) are honoured.
@@ -56,6 +71,10 @@ class BenchClient(Protocol):
     async def join(self, url: str) -> None: ...
 
     async def createSendTransport(self) -> SendTransport: ...
+
+    async def createDataReceiver(self, onMessage: MessageListener) -> DataReceiver: ...
+
+    async def request(self, method: str, data: dict[str, Any] | None = None) -> Any: ...
 
     async def routerStats(self, producerId: str) -> list[dict[str, Any]]: ...
 
@@ -73,9 +92,17 @@ class _Signaling:
         caps: dict[str, Any] = await self.peer.request("getRouterRtpCapabilities")
         return caps
 
-    async def join(self, deviceName: str) -> None:
-        # No rtpCapabilities: the server then creates no consumers for this peer.
-        await self.request("join", {"displayName": deviceName, "device": {"name": deviceName}})
+    async def join(self, deviceName: str, sctpCapabilities: dict[str, Any]) -> None:
+        # No rtpCapabilities: the server then creates no consumers for this peer (data
+        # consumers only when a receiving transport exists, see createDataReceiver).
+        await self.request(
+            "join",
+            {
+                "displayName": deviceName,
+                "device": {"name": deviceName},
+                "sctpCapabilities": sctpCapabilities,
+            },
+        )
 
     async def request(self, method: str, data: dict[str, Any] | None = None) -> Any:
         assert self.peer is not None, "not connected"
@@ -89,6 +116,30 @@ class _Signaling:
             {"producing": True, "consuming": False, "forceTcp": False, "sctpCapabilities": None},
         )
         return info
+
+    async def createDataTransport(self, sctpCapabilities: dict[str, Any]) -> dict[str, Any]:
+        info: dict[str, Any] = await self.request(
+            "createWebRtcTransport",
+            {
+                "producing": False,
+                "consuming": True,
+                "forceTcp": False,
+                "sctpCapabilities": sctpCapabilities,
+            },
+        )
+        return info
+
+    def onNewDataConsumer(self, accept: Callable[[dict[str, Any]], Any]) -> None:
+        """Answer the server's newDataConsumer requests with ``await accept(data)``."""
+        assert self.peer is not None, "not connected"
+
+        async def onRequest(method: str, data: dict[str, Any]) -> Any:
+            if method != "newDataConsumer":
+                raise ProtooError(403, f"{method} not expected")
+            await accept(data)
+            return {}
+
+        self.peer.on_request(onRequest)
 
     async def routerStats(self, producerId: str) -> list[dict[str, Any]]:
         stats = await self.request("getProducerStats", {"producerId": producerId})
@@ -152,7 +203,7 @@ class OurClient:
         caps = await self._signaling.connect(url)
         self._device = Device()
         await self._device.load(routerRtpCapabilities=caps)
-        await self._signaling.join("mediasoup-client-python")
+        await self._signaling.join("mediasoup-client-python", self._device.sctpCapabilities)
 
     async def createSendTransport(self) -> SendTransport:
         info = await self._signaling.createTransport()
@@ -188,6 +239,43 @@ class OurClient:
             return str(answer["id"])
 
         return _OurTransport(signaling, transport)
+
+    async def createDataReceiver(self, onMessage: MessageListener) -> DataReceiver:
+        info = await self._signaling.createDataTransport(self._device.sctpCapabilities)
+        transport = self._device.createRecvTransport(
+            id=info["id"],
+            iceParameters=info["iceParameters"],
+            iceCandidates=info["iceCandidates"],
+            dtlsParameters=info["dtlsParameters"],
+            sctpParameters=info["sctpParameters"],
+        )
+        signaling = self._signaling
+        receiver = DataReceiver(transportId=transport.id)
+
+        @transport.on("connect")
+        async def onConnect(dtlsParameters: dict[str, Any]) -> None:
+            await signaling.request(
+                "connectWebRtcTransport",
+                {"transportId": transport.id, "dtlsParameters": dtlsParameters},
+            )
+
+        async def accept(data: dict[str, Any]) -> None:
+            dataConsumer = await transport.consumeData(
+                id=data["id"],
+                dataProducerId=data["dataProducerId"],
+                sctpStreamParameters=data["sctpStreamParameters"],
+                label=data.get("label") or "",
+                protocol=data.get("protocol") or "",
+            )
+            dataConsumer.on("message", onMessage)
+            receiver.dataConsumerId = dataConsumer.id
+            receiver.ready.set()
+
+        signaling.onNewDataConsumer(accept)
+        return receiver
+
+    async def request(self, method: str, data: dict[str, Any] | None = None) -> Any:
+        return await self._signaling.request(method, data)
 
     async def routerStats(self, producerId: str) -> list[dict[str, Any]]:
         return await self._signaling.routerStats(producerId)
@@ -246,7 +334,7 @@ class PyMediasoupClient:
         caps = await self._signaling.connect(url)
         self._device = Device(handlerFactory=AiortcHandler.createFactory(tracks=[]))
         await self._device.load(RtpCapabilities.model_validate(caps))
-        await self._signaling.join("pymediasoup")
+        await self._signaling.join("pymediasoup", self._device.sctpCapabilities.model_dump())
 
     async def createSendTransport(self) -> SendTransport:
         info = await self._signaling.createTransport()
@@ -283,6 +371,48 @@ class PyMediasoupClient:
             return str(answer["id"])
 
         return _TheirTransport(signaling, transport)
+
+    async def createDataReceiver(self, onMessage: MessageListener) -> DataReceiver:
+        from pymediasoup.sctp_parameters import SctpStreamParameters
+
+        info = await self._signaling.createDataTransport(self._device.sctpCapabilities.model_dump())
+        transport = self._device.createRecvTransport(
+            id=info["id"],
+            iceParameters=info["iceParameters"],
+            iceCandidates=info["iceCandidates"],
+            dtlsParameters=info["dtlsParameters"],
+            sctpParameters=info["sctpParameters"],
+        )
+        signaling = self._signaling
+        receiver = DataReceiver(transportId=transport.id)
+
+        @transport.on("connect")
+        async def onConnect(dtlsParameters: Any) -> None:
+            await signaling.request(
+                "connectWebRtcTransport",
+                {
+                    "transportId": transport.id,
+                    "dtlsParameters": dtlsParameters.model_dump(exclude_none=True),
+                },
+            )
+
+        async def accept(data: dict[str, Any]) -> None:
+            dataConsumer = await transport.consumeData(
+                id=data["id"],
+                dataProducerId=data["dataProducerId"],
+                sctpStreamParameters=SctpStreamParameters(**data["sctpStreamParameters"]),
+                label=data.get("label") or "",
+                protocol=data.get("protocol") or "",
+            )
+            dataConsumer.on("message", onMessage)
+            receiver.dataConsumerId = dataConsumer.id
+            receiver.ready.set()
+
+        signaling.onNewDataConsumer(accept)
+        return receiver
+
+    async def request(self, method: str, data: dict[str, Any] | None = None) -> Any:
+        return await self._signaling.request(method, data)
 
     async def routerStats(self, producerId: str) -> list[dict[str, Any]]:
         return await self._signaling.routerStats(producerId)

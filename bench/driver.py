@@ -5,7 +5,7 @@ Starts the local SFU once, then runs every scenario with both clients, one proce
 our send path with py-spy, prints the table and writes ``bench/out/results.json`` and
 ``bench/out/results.png``. Started by ``bench/run``, which prepares both environments.
 
-    .venv/bin/python bench/driver.py [--quick] [--skip-profile] [--only passthrough]
+    .venv/bin/python bench/driver.py [--quick] [--skip-profile] [--only media|data|passthrough]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ class Settings:
     opusMaxTime: float
     transports: int
     profileWindow: int
+    dataReps: int
+    dataMixedCount: int
+    data64kCount: int
     passthroughWarmup: float = 5
 
 
@@ -63,6 +67,9 @@ FULL = Settings(
     opusMaxTime=150,
     transports=100,
     profileWindow=15,
+    dataReps=3,
+    dataMixedCount=10_000,
+    data64kCount=2_000,
 )
 QUICK = Settings(
     reps=4,
@@ -74,6 +81,9 @@ QUICK = Settings(
     opusMaxTime=40,
     transports=15,
     profileWindow=5,
+    dataReps=1,
+    dataMixedCount=3_000,
+    data64kCount=300,
 )
 
 
@@ -219,7 +229,7 @@ def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
     return results
 
 
-# Section 6: the pre-encoded files (made here, never committed) and their encoded twins.
+# Section 7: the pre-encoded files (made here, never committed) and their encoded twins.
 PASSTHROUGH_FILES = {
     "480p": {"width": 640, "height": 480, "bitrate": 1_000_000},
     "720p": {"width": 1280, "height": 720, "bitrate": 2_500_000},
@@ -245,7 +255,7 @@ def passthroughFile(name: str) -> Path:
 def runPassthrough(runner: Runner, settings: Settings) -> dict[str, Any]:
     """CPU of one producer sending a file's H264 as it is against one encoding the same
     pictures at the same bitrate, and the idle floor; one process each, ours only."""
-    print("6. passthrough (pre-encoded H264) against encoding producers", file=sys.stderr)
+    print("7. passthrough (pre-encoded H264) against encoding producers", file=sys.stderr)
     results: dict[str, Any] = {}
 
     def run(label: str, mode: str, name: str, codec: str = "h264") -> dict[str, Any]:
@@ -264,6 +274,56 @@ def runPassthrough(runner: Runner, settings: Settings) -> dict[str, Any]:
         results[f"h264{name}"] = run(f"encode-h264-{name}", "encode", name)
     results["vp8720p"] = run("encode-vp8-720p", "encode", "720p", codec="vp8")
     return results
+
+
+def runDataScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    print("6. data channel throughput at a DataConsumer (default router)", file=sys.stderr)
+    for key, sizes, count in (
+        ("dataMixed", "mixed", settings.dataMixedCount),
+        ("data64k", "64k", settings.data64kCount),
+    ):
+        options = ["--count", str(count), "--sizes", sizes]
+        options += ["--producer-python", str(PYTHONS["ours"])]
+        results[key] = {}
+        for client in CLIENTS:
+            runs = [
+                runner.run(client, "data", options, label=f"data-{sizes}")
+                for _ in range(settings.dataReps)
+            ]
+            results[key][client] = summariseData(runs)
+    return results
+
+
+def summariseData(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the repetitions that ran, with every run kept; losses summed."""
+    done = [r for r in runs if "error" not in r]
+    if not done:
+        return runs[0]
+
+    def middle(key: str) -> float | None:
+        values = [r[key] for r in done if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        "runs": runs,
+        "reps": len(done),
+        "sizes": done[0]["sizes"],
+        "messages": done[0]["sent"],
+        "messagesPerSecond": middle("messagesPerSecond"),
+        "megabytesPerSecond": middle("megabytesPerSecond"),
+        "cpuMicrosecondsPerMessage": middle("cpuMicrosecondsPerMessage"),
+        "producerMegabytesPerSecond": statistics.median(
+            r["sentBytes"] / r["producerSendSeconds"] / 1e6 for r in done
+        ),
+        "lost": sum(r["lost"] for r in done),
+        "sent": sum(r["sent"] for r in done),
+        "routerDropped": sum(r["routerDropped"] or 0 for r in done),
+        "kernelDrops": sum(r["kernelDrops"] for r in done),
+        "completeRuns": sum(1 for r in done if r["complete"] and r["inOrder"]),
+        "maxSocketQueueBytes": max(r["maxSocketQueueBytes"] for r in done),
+        "failedRuns": len(runs) - len(done),
+    }
 
 
 def runProfiles(runner: Runner, settings: Settings, results: dict[str, Any]) -> dict[str, Any]:
@@ -391,6 +451,42 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
 
+    if "firstRtp" in results:
+        mediaRows(add, results)
+    for key, title in (
+        ("dataMixed", "6 data: mixed 1 B-3 KB messages"),
+        ("data64k", "6 data: 64 KiB messages"),
+    ):
+        pair = results.get(key)
+        if not pair:
+            continue
+        ours, theirs = pair["ours"], pair["pymediasoup"]
+        note = "; ".join(
+            f"{name}: {r.get('lost', '?')} of {r.get('sent', '?')} lost "
+            f"(router {r.get('routerDropped', '?')}, kernel {r.get('kernelDrops', '?')}), "
+            f"{r.get('completeRuns', '?')}/{r.get('reps', '?')} runs complete"
+            for name, r in (("ours", ours), ("theirs", theirs))
+        )
+        producer = ours.get("producerMegabytesPerSecond")
+        add(
+            f"{title}, {ours.get('messages', '?')} per run", "messages/s received", ours, theirs,
+            ours.get("messagesPerSecond"), theirs.get("messagesPerSecond"), digits=0,
+            note=f"{note}; producer (ours, own process) {fmt(producer, 1)} MB/s",
+        )  # fmt: skip
+        add(
+            f"{title}", "MB/s received", ours, theirs,
+            ours.get("megabytesPerSecond"), theirs.get("megabytesPerSecond"), digits=2,
+        )  # fmt: skip
+        add(
+            f"{title}", "consumer CPU us/message", ours, theirs,
+            ours.get("cpuMicrosecondsPerMessage"), theirs.get("cpuMicrosecondsPerMessage"),
+            digits=0,
+        )  # fmt: skip
+    addPassthroughRows(results.get("passthrough"), add)
+    return rows
+
+
+def mediaRows(add: Any, results: dict[str, Any]) -> None:
     first = results["firstRtp"]
     cold = [first[c].get("coldMedianMs") for c in ("ours", "pymediasoup")]
     r = ratio(*cold)
@@ -471,7 +567,6 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"{fmt(memory['pymediasoup'].get('packetRatePerProducer'), 1)} / "
         f"{fmt(memory['pymediasoup'].get('cpuPerSecond'))}" + failedNote(memory),
     )  # fmt: skip
-    addPassthroughRows(results.get("passthrough"), add)
     paused = results.get("memoryPaused")
     if paused:
         add(
@@ -480,41 +575,17 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
               else paused[c]["bytesPerTransport"] / 1024 for c in ("ours", "pymediasoup")],
             digits=0, compare=False, note="pymediasoup's aiortc handler cannot pause",
         )  # fmt: skip
-    return rows
-
-
-def onlyRows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of the sections that ran (``--only``)."""
-    rows: list[dict[str, Any]] = []
-
-    def add(
-        scenario: str, metric: str, ours: dict[str, Any], theirs: dict[str, Any],
-        oursValue: float | None, theirValue: float | None, *, target: str = "",
-        met: bool | None = None, note: str = "", digits: int = 2, compare: bool = True,
-    ) -> None:  # fmt: skip
-        rows.append(
-            {
-                "scenario": scenario, "metric": metric, "ours": cell(ours, oursValue, digits),
-                "pymediasoup": cell(theirs, theirValue, digits), "ratio": "-",
-                "target": target, "met": "-" if met is None else ("yes" if met else "NO"),
-                "note": note, "oursValue": oursValue, "theirValue": theirValue,
-                "ratioValue": None,
-            }
-        )  # fmt: skip
-
-    addPassthroughRows(results.get("passthrough"), add)
-    return rows
 
 
 def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
-    """Section 6: passthrough and encoding side by side (ours only: pymediasoup cannot send
+    """Section 7: passthrough and encoding side by side (ours only: pymediasoup cannot send
     pre-encoded media), the ratios against the 1/20 target, and the idle floor."""
     if not section:
         return
     none = {"unsupported": "pymediasoup cannot send pre-encoded media"}
 
     def cpu(key: str) -> float | None:
-        value = section.get(key, {}).get("cpuPerSecondMean")
+        value = section.get(key, {}).get("cpuPerSecond")
         return None if value is None else float(value)
 
     def sent(key: str) -> str:
@@ -534,13 +605,13 @@ def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
             encoders.append(("vp8", "libvpx, the default codec"))
         passthrough = f"passthrough{name}"
         add(
-            f"6 {size}@30 H264 file, passthrough", "mean CPU s/s", section.get(passthrough, {}),
+            f"7 {size}@30 H264 file, passthrough", "CPU s/s", section.get(passthrough, {}),
             none, cpu(passthrough), None, digits=4, compare=False, note=sent(passthrough),
         )  # fmt: skip
         for codec, label in encoders:
             key = f"{codec}{name}"
             add(
-                f"6 same pictures, encoding ({label})", "mean CPU s/s", section.get(key, {}), none,
+                f"7 same pictures, encoding ({label})", "CPU s/s", section.get(key, {}), none,
                 cpu(key), None, digits=4, compare=False, note=sent(key),
             )  # fmt: skip
             values = (cpu(passthrough), cpu(key), floor)
@@ -551,13 +622,13 @@ def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
                 else None
             )
             add(
-                f"6 passthrough / {codec.upper()} encoding, {size}", "ratio",
+                f"7 passthrough / {codec.upper()} encoding, {size}", "ratio",
                 section.get(key, {}), none, r, None, target="<= 0.05",
                 met=None if r is None else r <= 0.05, compare=False,
                 note=f"without the idle floor: {fmt(net, 3)}",
             )  # fmt: skip
     add(
-        "6 idle floor (connected transport, producer never fed)", "mean CPU s/s",
+        "7 idle floor (connected transport, producer never fed)", "CPU s/s",
         section.get("idle", {}), none, floor, None, digits=4, compare=False,
         note="ICE/DTLS keep-alives, RTCP, the benchmark's own stats requests",
     )  # fmt: skip
@@ -624,7 +695,8 @@ def chart(rows: list[dict[str, Any]], profiles: dict[str, Any], path: Path) -> N
     left.set_yticks(list(positions), labels, fontsize=7)
     left.invert_yaxis()
     left.set_xlabel(
-        "ours / pymediasoup (lower is better, except Opus producers); simulcast row: ours alone"
+        "ours / pymediasoup (lower is better, except Opus producers and data received/s); "
+        "simulcast row: ours alone"
     )
     left.legend(loc="lower right", fontsize=8)
     left.set_title("Ours vs pymediasoup (medians)")
@@ -709,12 +781,13 @@ def main() -> int:
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument(
         "--only",
-        choices=("passthrough",),
-        help="run one section alone (no profiles, no pymediasoup runs)",
+        choices=["media", "data", "passthrough"],
+        help="run only the media (sections 1-5 and 7), the data (6) or the passthrough (7) "
+        "scenarios",
     )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
-    needed = [PYTHONS["ours"]] if args.only else list(PYTHONS.values())
+    needed = [PYTHONS["ours"]] if args.only == "passthrough" else list(PYTHONS.values())
     for python in needed:
         if not python.exists():
             print(f"bench: {python} is missing: run bench/run", file=sys.stderr)
@@ -727,14 +800,15 @@ def main() -> int:
     info = machine()
     with LocalSfu() as sfu:
         runner = Runner(sfu, logDir)
-        profiles: dict[str, Any] = {}
         if args.only == "passthrough":
-            results = {"passthrough": runPassthrough(runner, settings)}
+            results: dict[str, Any] = {"passthrough": runPassthrough(runner, settings)}
         else:
-            results = runScenarios(runner, settings)
-            if not args.skip_profile:
-                profiles = runProfiles(runner, settings, results)
-    rows = buildRows(results) if args.only is None else onlyRows(results)
+            results = {} if args.only == "data" else runScenarios(runner, settings)
+        if args.only in (None, "data"):
+            results.update(runDataScenarios(runner, settings))
+        skipProfile = args.skip_profile or args.only in ("data", "passthrough")
+        profiles = {} if skipProfile else runProfiles(runner, settings, results)
+    rows = buildRows(results)
     report = {
         "mode": "quick" if args.quick else "full",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

@@ -262,3 +262,62 @@ async def waitFirstPacket(
             return asked
         await asyncio.sleep(poll)
     return None
+
+
+def ownUdpSockets() -> dict[int, tuple[int, int]]:
+    """This process's UDP sockets, by inode: (bytes queued to be read, datagrams the kernel
+    dropped because the queue was full), from /proc/net/udp{,6}."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    sockets: dict[int, tuple[int, int]] = {}
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                for line in lines:
+                    fields = line.split()
+                    inode = int(fields[9])
+                    if inode in inodes:
+                        queued = int(fields[4].split(":")[1], 16)
+                        sockets[inode] = (queued, int(fields[-1]))
+        except OSError:
+            continue
+    return sockets
+
+
+class UdpQueueMonitor:
+    """Samples this process's UDP sockets from a thread (the event loop may be too busy to do
+    it on time): the largest receive queue seen and the datagrams dropped since ``start``."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dropsAtStart: dict[int, int] = {}
+        self.maxQueuedBytes = 0
+
+    def start(self) -> None:
+        self._dropsAtStart = {inode: drops for inode, (_, drops) in ownUdpSockets().items()}
+        self._thread = threading.Thread(target=self._run, name="udp-monitor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            queued = max((q for q, _ in ownUdpSockets().values()), default=0)
+            self.maxQueuedBytes = max(self.maxQueuedBytes, queued)
+
+    def stop(self) -> int:
+        """Datagrams dropped since start (sockets opened since included)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return sum(
+            drops - self._dropsAtStart.get(inode, 0)
+            for inode, (_, drops) in ownUdpSockets().items()
+        )

@@ -13,17 +13,22 @@ import argparse
 import asyncio
 import contextlib
 import fractions
+import itertools
 import json
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from clients import BenchClient, ProducerInfo, SendTransport, makeClient
+from data_producer import message as producerMessage
 from measure import (
+    UdpQueueMonitor,
     WireCounter,
+    cpuSeconds,
     median,
     rssBytes,
     sampleSeconds,
@@ -34,6 +39,7 @@ from measure import (
 from mediasoup_client.media.test_sources import PatternVideoTrack, ToneAudioTrack
 
 log = logging.getLogger("bench.worker")
+BENCH = Path(__file__).resolve().parent
 
 
 # 1. Time from produce() to the router's first packet.
@@ -302,7 +308,7 @@ async def memory(client: BenchClient, args: argparse.Namespace) -> dict[str, Any
     }
 
 
-# 6. A pre-encoded (passthrough) video producer against an encoding one.
+# 7. A pre-encoded (passthrough) video producer against an encoding one.
 async def passthrough(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
     """One video producer of ``--file`` (ours only): ``--mode passthrough`` sends the file's
     H264 access units as they are (EncodedVideoSource, looping); ``encode`` sends the same
@@ -434,6 +440,103 @@ async def _produceH264(
         payloadType=int(producer.rtpParameters["codecs"][0]["payloadType"]),
         handle=producer,
     )
+# 6. Data channel throughput: what a DataConsumer receives from a bursting DataProducer.
+async def dataThroughput(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """One DataConsumer (this client) of one DataProducer in the same room: always our client,
+    in its own process (``data_producer.py``), sending ``--count`` ordered messages as fast as
+    its ``bufferedAmount`` allows. Received messages/s and MB/s from the first message to the
+    last, whether they all arrived in order, what the router dropped toward this consumer
+    (``sctpsendbufferfull``), what the kernel dropped at our socket, and our CPU per message."""
+    arrivals: list[float] = []
+    sizes: list[int] = []
+    firstBad: list[int] = []
+
+    def onMessage(message: Any) -> None:
+        index = len(arrivals)
+        arrivals.append(time.monotonic())
+        sizes.append(len(message))
+        if not firstBad and message != producerMessage(index, args.sizes):
+            firstBad.append(index)
+
+    receiver = await client.createDataReceiver(onMessage)
+    url = args.url.replace(f"peerId={args.client}", f"peerId={args.client}-producer")
+    producer = await asyncio.create_subprocess_exec(
+        args.producer_python, str(BENCH / "data_producer.py"), "--url", url,
+        "--count", str(args.count), "--sizes", args.sizes,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert producer.stdin is not None and producer.stdout is not None
+
+    async def line(prefix: str, timeout: float) -> str:
+        assert producer.stdout is not None
+        while True:
+            text = (await asyncio.wait_for(producer.stdout.readline(), timeout)).decode()
+            if not text:
+                raise RuntimeError(f"the data producer exited before {prefix}")
+            if text.startswith(prefix):
+                return text[len(prefix) :].strip()
+
+    monitor = UdpQueueMonitor()
+    try:
+        await line("READY", 30)
+        await asyncio.wait_for(receiver.ready.wait(), 10)
+        await asyncio.sleep(0.5)  # the router's side of the new stream
+        monitor.start()
+        cpuStarted = cpuSeconds()
+        producer.stdin.write(b"GO\n")
+        sent = json.loads(await line("SENT ", 600))
+        # Done when all arrived, or nothing came for 5 s (what the router dropped never will).
+        while len(arrivals) < args.count:
+            last = arrivals[-1] if arrivals else time.monotonic()
+            if time.monotonic() - last > 5:
+                break
+            await asyncio.sleep(0.05)
+        cpu = cpuSeconds() - cpuStarted
+        kernelDrops = monitor.stop()
+        producer.stdin.write(b"STATS\n")
+        routerReceived = json.loads(await line("STATS ", 30)).get("routerReceived")
+        info = await client.request(
+            "getDataConsumerInfo", {"dataConsumerId": receiver.dataConsumerId}
+        )
+        [stats] = await client.request(
+            "getDataConsumerStats", {"dataConsumerId": receiver.dataConsumerId}
+        )
+    finally:
+        monitor.stop()
+        with contextlib.suppress(Exception):
+            producer.stdin.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.wait(), 10)
+        if producer.returncode is None:
+            producer.kill()  # only the producer this scenario started
+    received = len(arrivals)
+    seconds = arrivals[-1] - arrivals[0] if received > 1 else None
+    receivedBytes = sum(sizes)
+    return {
+        "sizes": args.sizes,
+        "sent": sent["sent"],
+        "sentBytes": sent["sentBytes"],
+        "producerSendSeconds": sent["sendSeconds"],
+        "producerCpuSeconds": sent["cpuSeconds"],
+        "routerReceived": routerReceived,
+        "routerSent": stats.get("messagesSent"),
+        "routerDropped": info["sctpSendBufferFull"],
+        "received": received,
+        "lost": args.count - received,
+        "complete": received == args.count,
+        "inOrder": not firstBad,
+        "firstOutOfOrder": firstBad[0] if firstBad else None,
+        "seconds": seconds,
+        "messagesPerSecond": received / seconds if seconds else None,
+        "megabytesPerSecond": receivedBytes / seconds / 1e6 if seconds else None,
+        "receivedBytes": receivedBytes,
+        "cpuSeconds": cpu,
+        "cpuMicrosecondsPerMessage": cpu / received * 1e6 if received else None,
+        "kernelDrops": kernelDrops,
+        "maxSocketQueueBytes": monitor.maxQueuedBytes,
+        # The longest the consumer went without a message while the burst lasted.
+        "longestGapMs": max((b - a for a, b in itertools.pairwise(arrivals)), default=0) * 1000,
+    }
 
 
 SCENARIOS = {
@@ -442,6 +545,7 @@ SCENARIOS = {
     "opus": opusCapacity,
     "memory": memory,
     "passthrough": passthrough,
+    "data": dataThroughput,
 }
 
 
@@ -492,6 +596,11 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--file", help="passthrough: an H264 file (bench/driver.py makes one)")
     parser.add_argument(
         "--codec", choices=("h264", "vp8"), default="h264", help="passthrough --mode encode"
+    )
+    parser.add_argument("--count", type=int, default=10_000, help="data: messages")
+    parser.add_argument("--sizes", choices=["mixed", "64k"], default="mixed", help="data")
+    parser.add_argument(
+        "--producer-python", default=sys.executable, help="data: the producer's interpreter"
     )
     return parser.parse_args(argv)
 

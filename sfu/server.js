@@ -32,7 +32,11 @@ const LISTEN_IP = '127.0.0.1';
 // frame requests of ours for one producer are spaced at least this much.
 const KEY_FRAME_REQUEST_SPACING_MS = 350;
 const BROWSER_DIR = process.env.SFU_BROWSER_DIR || path.join(__dirname, '..', 'browser');
-const SCTP_SEND_BUFFER_SIZE = Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE || 32 * 1024 * 1024);
+// mediasoup's own default (262 144, what mediasoup-demo and real deployments run) unless
+// SFU_SCTP_SEND_BUFFER_SIZE says otherwise: the tests must see what users see.
+const SCTP_SEND_BUFFER_SIZE = process.env.SFU_SCTP_SEND_BUFFER_SIZE
+	? Number(process.env.SFU_SCTP_SEND_BUFFER_SIZE)
+	: undefined;
 
 function parseArgs(argv) {
 	const options = {
@@ -107,6 +111,26 @@ function required(data, field, type) {
 		throw new RequestError(400, `missing or invalid "${field}"`);
 	}
 	return value;
+}
+
+// mediasoup 3.8 drops a message that does not fit the association's send buffer and still counts
+// it in messagesSent: count the drops (getDataConsumerInfo) and log them, once a second at most.
+const dropsByDataConsumer = new WeakMap();
+function countDrops(dataConsumer) {
+	let logged = 0;
+	let timer;
+	dropsByDataConsumer.set(dataConsumer, 0);
+	dataConsumer.on('sctpsendbufferfull', () => {
+		dropsByDataConsumer.set(dataConsumer, dropsByDataConsumer.get(dataConsumer) + 1);
+		if (timer) return;
+		timer = setTimeout(() => {
+			timer = undefined;
+			const total = dropsByDataConsumer.get(dataConsumer);
+			console.error(`dataConsumer ${dataConsumer.id}: ${total - logged} messages dropped (sctpsendbufferfull), ${total} in all`);
+			logged = total;
+		}, 1000);
+	});
+	dataConsumer.observer.on('close', () => clearTimeout(timer));
 }
 
 class Room {
@@ -239,9 +263,9 @@ class Room {
 					initialAvailableOutgoingBitrate: 1000000,
 					enableSctp: Boolean(sctpCapabilities),
 					numSctpStreams: sctpCapabilities ? sctpCapabilities.numStreams : undefined,
-					// mediasoup 3.8 drops DataConsumer messages when this buffer is full (it has no
-					// backpressure toward the producer); a roomy buffer absorbs bursts on loopback.
-					sctpSendBufferSize: SCTP_SEND_BUFFER_SIZE,
+					// mediasoup 3.8 drops a DataConsumer message that does not fit this buffer
+					// (sctpsendbufferfull): there is no backpressure toward the producer.
+					...(SCTP_SEND_BUFFER_SIZE ? { sctpSendBufferSize: SCTP_SEND_BUFFER_SIZE } : {}),
 					appData: { producing, consuming },
 				};
 				if (forceTcp) {
@@ -399,6 +423,17 @@ class Room {
 			case 'getDataProducerStats':
 				return this.entityOf(peer, 'dataProducers', required(data, 'dataProducerId', 'string'), 'data producer').getStats();
 
+			// Test-oriented: what the router dropped toward this consumer (see countDrops).
+			case 'getDataConsumerInfo': {
+				const dataConsumer = this.entityOf(peer, 'dataConsumers', required(data, 'dataConsumerId', 'string'), 'data consumer');
+				return {
+					id: dataConsumer.id,
+					dataProducerId: dataConsumer.dataProducerId,
+					sctpSendBufferFull: dropsByDataConsumer.get(dataConsumer) || 0,
+					bufferedAmount: await dataConsumer.getBufferedAmount(),
+				};
+			}
+
 			case 'getDataConsumerStats':
 				return this.entityOf(peer, 'dataConsumers', required(data, 'dataConsumerId', 'string'), 'data consumer').getStats();
 
@@ -465,6 +500,7 @@ class Room {
 			const dataConsumer = await transport.consumeData({ dataProducerId: dataProducer.id });
 			consumerPeer.data.dataConsumers.set(dataConsumer.id, dataConsumer);
 			dataConsumer.observer.on('close', () => consumerPeer.data.dataConsumers.delete(dataConsumer.id));
+			countDrops(dataConsumer);
 			dataConsumer.on('dataproducerclose', () => {
 				consumerPeer.data.dataConsumers.delete(dataConsumer.id);
 				consumerPeer.notify('dataConsumerClosed', { dataConsumerId: dataConsumer.id }).catch(() => {});

@@ -214,10 +214,18 @@ window.peerApi = {
 	},
 
 	// Sends messages 0..count-1 of the test rule, waiting whenever 1 MB is buffered.
-	async sendMessages({ dataProducerId, count }) {
+	// `rate` (messages/s): paced in 20 ms batches, as an application must pace through a
+	// mediasoup 3.8 router, which drops what it cannot queue toward a consumer; 0: a burst.
+	async sendMessages({ dataProducerId, count, rate = 0 }) {
 		const dataProducer = entity(dataProducerId);
 		dataProducer.bufferedAmountLowThreshold = 64 * 1024;
+		const started = performance.now();
 		for (let index = 0; index < count; index++) {
+			if (rate > 0 && index % Math.max(1, Math.round(rate / 50)) === 0) {
+				const due = started + (index / rate) * 1000;
+				const wait = due - performance.now();
+				if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+			}
 			dataProducer.send(messageAt(index));
 			if (dataProducer.bufferedAmount > 1024 * 1024) {
 				await new Promise((resolve, reject) => {

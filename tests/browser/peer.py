@@ -368,10 +368,15 @@ class BrowserPeer:
         result: dict[str, Any] = await self.call("produceData", options)
         return result
 
-    async def sendMessages(self, dataProducerId: str, count: int, timeout: float = 120) -> Any:
-        """Messages 0..count-1 of the test rule (``dataMessage``), sent from the browser."""
+    async def sendMessages(
+        self, dataProducerId: str, count: int, *, rate: float = 0, timeout: float = 120
+    ) -> Any:
+        """Messages 0..count-1 of the test rule (``dataMessage``), sent from the browser,
+        ``rate`` messages per second (0: as fast as the channel takes them)."""
         return await self.call(
-            "sendMessages", {"dataProducerId": dataProducerId, "count": count}, timeout=timeout
+            "sendMessages",
+            {"dataProducerId": dataProducerId, "count": count, "rate": rate},
+            timeout=timeout,
         )
 
     # Consuming.

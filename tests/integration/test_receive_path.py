@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import av
@@ -210,9 +210,23 @@ async def test_audio_tone_frequency_survives_the_trip(
     assert abs(peak - 1000) < 10, peak
 
 
-async def test_ten_thousand_ordered_messages_arrive_complete_and_in_order(
-    peers: tuple[RoomClient, RoomClient],
+def mixedMessage(index: int) -> str | bytes:
+    """1 B to 3 KB, text and binary alternately, starting with its index."""
+    size = 1 + (index * 7919) % 3000
+    body = f"{index}:".ljust(size, "x")
+    return body if index % 2 else body.encode()
+
+
+def largeMessage(index: int) -> bytes:
+    return f"{index}:".encode().ljust(65536, b"y")
+
+
+async def burstThroughTheRouter(
+    peers: tuple[RoomClient, RoomClient], count: int, message: Callable[[int], str | bytes]
 ) -> None:
+    """``count`` ordered messages from our DataProducer, sent as fast as ``bufferedAmount``
+    allows, to our DataConsumer in the same process, through a router on mediasoup's default
+    ``sctpSendBufferSize``: all arrive, in order, and the router dropped none."""
     publisher, subscriber = peers
     dataProducer = await publisher.produceData(label="bulk", protocol="test")
     opened = asyncio.Event()
@@ -227,36 +241,53 @@ async def test_ten_thousand_ordered_messages_arrive_complete_and_in_order(
     await waitFor(consumed, 10, "the server's newDataConsumer")
     [dataConsumer] = subscriber.dataConsumers.values()
     assert dataConsumer.label == "bulk" and dataConsumer.protocol == "test"
+    info = await subscriber.request(
+        "getTransportInfo", {"transportId": subscriber.recvTransport.id}
+    )
+    assert info["sctpParameters"]["sendBufferSize"] == 262144  # what users' routers run
     received: list[Any] = []
-    done = asyncio.Event()
-
-    def onMessage(message: Any) -> None:
-        received.append(message)
-        if len(received) == 10_000:
-            done.set()
-
-    dataConsumer.on("message", onMessage)
+    dataConsumer.on("message", received.append)
     await asyncio.sleep(0.5)  # the consumer's channel opens on the server side
-
-    def message(index: int) -> str | bytes:
-        size = 1 + (index * 7919) % 3000
-        body = f"{index}:".ljust(size, "x")
-        return body if index % 2 else body.encode()
 
     low = asyncio.Event()
     dataProducer.bufferedAmountLowThreshold = 64 * 1024
     dataProducer.on("bufferedamountlow", low.set)
-    for index in range(10_000):
+    for index in range(count):
         dataProducer.send(message(index))
         if dataProducer.bufferedAmount > 1024 * 1024:
             low.clear()
-            await asyncio.wait_for(low.wait(), 10)
-    await asyncio.wait_for(done.wait(), 60)
-    assert received == [message(i) for i in range(10_000)]
+            await asyncio.wait_for(low.wait(), 30)
+    # Wait while messages keep arriving: what the router dropped never will.
+    arrived, quietSince = 0, time.monotonic()
+    while len(received) < count and time.monotonic() - quietSince < 5:
+        await asyncio.sleep(0.1)
+        if len(received) != arrived:
+            arrived, quietSince = len(received), time.monotonic()
+    drops = await subscriber.request("getDataConsumerInfo", {"dataConsumerId": dataConsumer.id})
+    firstWrong = next(
+        (i for i, m in enumerate(received) if m != message(i)), min(len(received), count)
+    )
+    assert (len(received), firstWrong, drops["sctpSendBufferFull"]) == (count, count, 0), (
+        f"{len(received)} of {count} received, in order up to {firstWrong}, "
+        f"{drops['sctpSendBufferFull']} dropped by the router (sctpsendbufferfull)"
+    )
+    [stats] = await publisher.request("getDataProducerStats", {"dataProducerId": dataProducer.id})
+    assert stats["messagesReceived"] == count
+
+
+async def test_ten_thousand_ordered_messages_arrive_complete_and_in_order(
+    peers: tuple[RoomClient, RoomClient],
+) -> None:
+    publisher, _ = peers
+    await burstThroughTheRouter(peers, 10_000, mixedMessage)
     assert publisher.device.sctpCapabilities["numStreams"]["OS"] == 1024
     assert publisher.sendTransport.getDataChannelMaxMessageSize() == 262144
-    [stats] = await publisher.request("getDataProducerStats", {"dataProducerId": dataProducer.id})
-    assert stats["messagesReceived"] == 10_000
+
+
+async def test_two_thousand_64_kib_messages_arrive_complete_and_in_order(
+    peers: tuple[RoomClient, RoomClient],
+) -> None:
+    await burstThroughTheRouter(peers, 2_000, largeMessage)
 
 
 async def test_ice_restart_keeps_media_flowing(peers: tuple[RoomClient, RoomClient]) -> None:
@@ -282,7 +313,8 @@ async def test_a_vanished_sfu_fails_the_transports_and_everything_closes_cleanly
     sfu = LocalSfu().start()
     try:
         room = uuid.uuid4().hex[:8]
-        publisher = await RoomClient.join(sfu.url_for(room, "publisher"))
+        # recover=False: this is about the transport's own states (RoomClient would replace it).
+        publisher = await RoomClient.join(sfu.url_for(room, "publisher"), recover=False)
         producer = await publisher.produce(ToneAudioTrack())
         video = await publisher.produce(PatternVideoTrack(160, 120, 15))
 
@@ -441,10 +473,9 @@ async def test_unordered_and_partially_reliable_data_channels(
     assert all(isinstance(m, bytes) and len(m) == 100 for m in received["timed"])
 
 
-async def test_a_server_side_transport_close_fails_the_transport(
-    peers: tuple[RoomClient, RoomClient],
-) -> None:
-    publisher, _ = peers
+async def test_a_server_side_transport_close_fails_the_transport(sfu: LocalSfu) -> None:
+    # recover=False: this is about the transport's own states (RoomClient would replace it).
+    publisher = await RoomClient.join(sfu.url_for(), consume=False, recover=False)
     producer = await publisher.produce(ToneAudioTrack())
     transport = publisher.sendTransport
 
@@ -458,6 +489,8 @@ async def test_a_server_side_transport_close_fails_the_transport(
         return transport.connectionState in ("disconnected", "failed")
 
     await waitFor(left, 30, "connectionState to leave connected", interval=0.5)
+    assert transport.connectionState == "failed"
     producer.close()
     transport.close()
     assert producer.closed and transport.closed
+    await publisher.close()

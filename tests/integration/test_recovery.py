@@ -83,3 +83,35 @@ async def test_no_recovery_when_asked_not_to(sfu: LocalSfu) -> None:
         assert publisher.recoveries == 0 and producer.id in publisher.producers
     finally:
         await publisher.close()
+
+
+async def test_an_outage_is_disconnected_then_connected_and_media_back_within_3_s(
+    sfu: LocalSfu,
+) -> None:
+    from mediasoup_client.netem import RelayProcess, transportInfoHook
+
+    async with RelayProcess(seed=5) as relay:
+        client = await RoomClient.join(
+            sfu.url_for(), consume=False, transportInfoHook=transportInfoHook(send=relay)
+        )
+        try:
+            producer = await client.produce(ToneAudioTrack())
+            transport = client.sendTransport
+            await waitFor(lambda: _now(transport.connectionState == "connected"), 10, "connect")
+            states: list[str] = []
+            transport.on("connectionstatechange", states.append)
+            await relay.configure("outage for 7s")
+            await waitFor(lambda: _now(states == ["disconnected"]), 7, "disconnected")
+            await asyncio.sleep(7.2 - 4)
+            back = time.monotonic()
+            before = sum((await packetCounts(client, producer)).values())
+
+            async def flowing() -> bool:
+                return sum((await packetCounts(client, producer)).values()) > before + 20
+
+            await waitFor(flowing, 5, "media after the outage", interval=0.1)
+            assert time.monotonic() - back < 3
+            assert states == ["disconnected", "connected"]
+            assert client.recoveries == 0 and client.sendTransport is transport
+        finally:
+            await client.close()

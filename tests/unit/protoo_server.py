@@ -27,6 +27,7 @@ class ProtooServer:
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {}
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.requestArrived = asyncio.Event()
         self.notifications: list[tuple[str, dict[str, Any]]] = []
         self._server: Server | None = None
         self._client: ServerConnection | None = None
@@ -97,6 +98,7 @@ class ProtooServer:
     async def _answer(self, connection: ServerConnection, message: dict[str, Any]) -> None:
         method, data = message["method"], message.get("data") or {}
         self.requests.append((method, data))
+        self.requestArrived.set()
         response: dict[str, Any] = {"response": True, "id": message["id"]}
         try:
             answer = self.answers.get(method)

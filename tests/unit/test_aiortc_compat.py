@@ -7,15 +7,21 @@ ported to the new aiortc (the pinned versions are in pyproject.toml).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
+import socket
+from typing import Any
 
 import aioice
 import aiortc
 import pytest
 from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
 from aiortc.rtcdtlstransport import RtpRouter
+from aiortc.rtcsctptransport import DataChunk, SackChunk
 
-from mediasoup_client.handlers.aiortc import compat
+from mediasoup_client.handlers.aiortc import compat, sctp_compat
+from mediasoup_client.sctp_policies import SackPolicy, SendBudget
+from tests.unit.sctp_pair import SctpPair, chunksOf, isData, isSack
 
 UPGRADE_HINT = (
     f"aiortc {aiortc.__version__} / aioice {aioice.__version__} changed an internal that "
@@ -151,3 +157,192 @@ async def test_immediate_send_and_consent_checks_on_a_connected_pair(
         await router.close()
     with pytest.raises(ConnectionError):
         compat.sendRtpNow(client.dtlsTransport, packet.serialize())
+
+
+# The data path (handlers/aiortc/sctp_compat.py).
+# What sctp_compat mirrors or relies on in aiortc 1.16.0: a change to any of these needs its
+# in-order receiver, SACK hook or send budget checked against the new code.
+MIRRORED_SCTP_SOURCES = {
+    "RTCSctpTransport._handle_data": "8661b724e20776bb",
+    "RTCSctpTransport._receive_data_chunk": "790c2bb8cd0f5dd7",
+    "RTCSctpTransport._mark_received": "2ac68b6a3934ca87",
+    "RTCSctpTransport._transmit": "aa8941d5f8f020e8",
+    "RTCSctpTransport._send_sack": "ac92513522fa60e7",
+    "InboundStream.add_chunk": "de934faf324b1b4b",
+    "InboundStream.pop_messages": "bd29de9aa7c4f8fd",
+}
+
+
+def test_the_sctp_code_the_data_path_mirrors_is_unchanged() -> None:
+    from aiortc import rtcsctptransport
+
+    for name, digest in MIRRORED_SCTP_SOURCES.items():
+        owner, method = name.split(".")
+        source = inspect.getsource(getattr(getattr(rtcsctptransport, owner), method))
+        assert hashlib.sha256(source.encode()).hexdigest()[:16] == digest, (
+            f"{UPGRADE_HINT}: {name} changed (sctp_compat mirrors it)"
+        )
+
+
+async def test_tuned_receiver_delivers_what_stock_aiortc_does() -> None:
+    # Every shape of message the in-order path and aiortc's own path handle.
+    messages: list[str | bytes] = [
+        "",
+        b"",
+        "x",
+        b"\x00",
+        "é" * 700,
+        bytes(range(256)) * 5,
+        b"y" * 65536,
+        "z" * 3000,
+        b"w" * 1161,
+        b"v" * 1162,
+    ]
+    received: dict[bool, list[Any]] = {}
+    for tuned in (False, True):
+        pair = SctpPair()
+        if tuned:
+            sctp_compat.tuneSctpTransport(pair.server)
+        await pair.start()
+        sending, receiving = pair.channels()
+        got: list[Any] = []
+        receiving.on("message", got.append)
+        slowPath: list[Any] = []
+        receiveChunk = pair.server._receive_chunk
+
+        async def countingReceiveChunk(
+            chunk: Any, seen: list[Any] = slowPath, receive: Any = receiveChunk
+        ) -> None:
+            seen.append(chunk)
+            await receive(chunk)
+
+        pair.server._receive_chunk = countingReceiveChunk  # type: ignore[method-assign]
+        for message in messages * 3:
+            sending.send(message)
+        await pair.pump()
+        received[tuned] = got
+        if tuned:  # in order: none of it went through aiortc's general path
+            assert not any(isinstance(chunk, DataChunk) for chunk in slowPath)
+    assert received[False] == messages * 3
+    assert received[True] == received[False]
+
+
+def dataPackets(pair: SctpPair) -> list[bytes]:
+    """Everything the client has to send, as DATA packets held back (the server sees none)."""
+    pair.client._cwnd = 1 << 30
+    return [p for p in pair.clientDtls.take() if isData(p)]
+
+
+async def sendAll(pair: SctpPair, channel: Any, messages: list[Any]) -> list[bytes]:
+    for message in messages:
+        channel.send(message)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    pair.client._cwnd = 1 << 30
+    while pair.client._outbound_queue or pair.client._data_channel_queue:
+        await pair.client._data_channel_flush()
+        await pair.client._transmit()
+    return [p for p in pair.clientDtls.take() if isData(p)]
+
+
+def sackOf(packets: list[bytes]) -> Any:
+    [sack] = [c for p in packets for c in chunksOf(p) if isinstance(c, SackChunk)]
+    return sack
+
+
+async def test_tuned_receiver_acknowledges_every_second_packet_and_a_lone_one_later() -> None:
+    pair = SctpPair()
+    tuning = sctp_compat.tuneSctpTransport(pair.server, sackPolicy=SackPolicy(maxDelay=0.0))
+    await pair.start()
+    sending, receiving = pair.channels()
+    got: list[Any] = []
+    receiving.on("message", got.append)
+    packets = await sendAll(pair, sending, [f"m{i}" for i in range(5)])
+    assert len(packets) == 5
+    pair.serverDtls.take()
+    await pair.deliver(packets[:4], pair.server)
+    sacks = [p for p in pair.serverDtls.take() if isSack(p)]
+    assert len(sacks) == 2  # after packets 2 and 4
+    await pair.deliver(packets[4:], pair.server)
+    assert not pair.serverDtls.sent  # the fifth waits for the timer
+    for _ in range(5):
+        await asyncio.sleep(0)  # maxDelay 0: the timer fires on the next turns
+    assert sackOf(pair.serverDtls.take()).cumulative_tsn == pair.server._last_received_tsn
+    assert got == [f"m{i}" for i in range(5)]
+    assert tuning.sackPolicy.sacksSent == 3
+
+
+async def test_tuned_receiver_reports_gaps_and_duplicates_at_once() -> None:
+    pair = SctpPair()
+    sctp_compat.tuneSctpTransport(pair.server)
+    await pair.start()
+    sending, receiving = pair.channels()
+    got: list[Any] = []
+    receiving.on("message", got.append)
+    # One 5000-byte message (5 fragments) then two small ones; fragment 3 comes late.
+    messages: list[Any] = [b"a" * 5000, "b", "c"]
+    packets = await sendAll(pair, sending, messages)
+    assert len(packets) == 7
+    pair.serverDtls.take()
+    await pair.deliver(packets[:2], pair.server)
+    assert len(pair.serverDtls.take()) == 1  # every second packet
+    await pair.deliver([packets[3]], pair.server)
+    sack = sackOf(pair.serverDtls.take())  # the gap, at once
+    assert sack.gaps == [(2, 2)]
+    await pair.deliver(packets[4:], pair.server)
+    assert len([p for p in pair.serverDtls.take() if isSack(p)]) == 3  # one per packet
+    assert got == []
+    await pair.deliver([packets[2]], pair.server)  # the gap closes: all delivered, acked
+    assert sackOf(pair.serverDtls.take()).gaps == []
+    assert got == messages
+    await pair.deliver([packets[0]], pair.server)  # a duplicate: reported at once
+    assert sackOf(pair.serverDtls.take()).duplicates == [chunksOf(packets[0])[0].tsn]
+    # The in-order path takes over again afterwards.
+    sending.send("d")
+    await pair.pump()
+    assert got == [*messages, "d"]
+
+
+async def test_send_budget_spreads_a_burst_over_turns() -> None:
+    pair = SctpPair()
+    tuning = sctp_compat.tuneSctpTransport(pair.client, sendBudget=SendBudget(8 * 1024))
+    await pair.start()
+    sending, receiving = pair.channels()
+    got: list[Any] = []
+    receiving.on("message", got.append)
+    pair.client._cwnd = 1 << 30
+    for index in range(40):
+        sending.send(bytes([index]) * 1000)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    firstTurn = sum(len(p) for p in pair.clientDtls.sent if isData(p))
+    assert 0 < firstTurn <= 8 * 1024 + 1200
+    await pair.pump()
+    assert got == [bytes([index]) * 1000 for index in range(40)]
+    assert tuning.sendBudget.turnsExhausted >= 3
+
+
+async def test_datagram_sockets_get_a_large_buffer_and_are_read_in_batches() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    await gatherer.gather()
+    try:
+        connection = gatherer._connection
+        protocols = [p for p in connection._protocols if ":" not in p.local_candidate.host]
+        assert protocols, "no IPv4 host candidate"
+        granted = sctp_compat.tuneDatagramSockets(gatherer)
+        with open("/proc/sys/net/core/rmem_max") as limit:
+            rmemMax = int(limit.read())
+        assert granted and min(granted) >= min(sctp_compat.RECEIVE_BUFFER_BYTES, rmemMax)
+        assert sctp_compat.tuneDatagramSockets(gatherer) == []  # once per socket
+        candidate = protocols[0].local_candidate
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for index in range(20):
+                sender.sendto(b"\x17" + bytes([index]) * 99, (candidate.host, candidate.port))
+        # asyncio's reader runs once per turn: one turn takes all twenty.
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if not connection._queue.empty():
+                break
+        assert connection._queue.qsize() == 20, UPGRADE_HINT
+    finally:
+        await gatherer._connection.close()

@@ -41,6 +41,7 @@ from mediasoup_client.cli.receiving import Recording, savePng
 from mediasoup_client.cli.session import RunLoop
 from mediasoup_client.cli.sources import Sources, openSources
 from mediasoup_client.cli.stats import RunRecord, Sampler, writePlot
+from tests.unit.fake_clock import FakeClock
 
 # ---------------------------------------------------------------- parsing
 
@@ -426,9 +427,10 @@ class StubStatsClient:
 
 
 async def test_sampler_matches_layers_by_rid_and_computes_bitrate() -> None:
-    sampler, client, producer = Sampler(), StubStatsClient(), StubProducer()
+    clock = FakeClock()
+    sampler, client, producer = Sampler(clock.now), StubStatsClient(), StubProducer()
     first = await sampler.producer(client, producer)  # type: ignore[arg-type]
-    await asyncio.sleep(0.05)
+    clock.advance(0.05)
     second = await sampler.producer(client, producer)  # type: ignore[arg-type]
     layers = second["layers"]
     assert [layer["router"]["bitrate"] for layer in layers] == [100_000, 500_000]
@@ -594,15 +596,19 @@ async def test_run_loop_failure_ends_the_run() -> None:
 async def test_controls_keys_and_signals() -> None:
     keys: list[str] = []
     stops: list[bool] = []
-    controls = Controls(keys.append, lambda: stops.append(True))
+    both = asyncio.Event()
+
+    def onKey(key: str) -> None:
+        keys.append(key)
+        if len(keys) == 2:
+            both.set()
+
+    controls = Controls(onKey, lambda: stops.append(True))
     controls.start()
     try:
         os.kill(os.getpid(), __import__("signal").SIGUSR1)
         os.kill(os.getpid(), __import__("signal").SIGUSR2)
-        for _ in range(50):
-            if len(keys) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(both.wait(), 2)
         assert keys == ["p", "+"]
         assert not controls.keyboard or sys.stdin.isatty()
     finally:

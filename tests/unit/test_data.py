@@ -20,11 +20,14 @@ from tests.unit.conftest import Signaling, remoteTransportParameters
 
 
 async def opened(endpoint: DataProducer | DataConsumer) -> None:
-    for _ in range(10):
-        if endpoint.readyState == "open":
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"data channel still {endpoint.readyState}")
+    if endpoint.readyState == "open":
+        return
+    isOpen = asyncio.Event()
+    endpoint.dataChannel.on("open", isOpen.set)
+    try:
+        await asyncio.wait_for(isOpen.wait(), 1)
+    except TimeoutError:
+        raise AssertionError(f"data channel still {endpoint.readyState}") from None
 
 
 async def test_produce_data(sendTransport: Transport, signaling: Signaling) -> None:

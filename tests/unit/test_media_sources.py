@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-import time
-
 import av
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from mediasoup_client.media.test_sources import PatternVideoTrack, ToneAudioTrack, readFrameNumber
+from mediasoup_client.media.test_sources import (
+    PatternVideoTrack,
+    ToneAudioTrack,
+    _Pacer,
+    readFrameNumber,
+)
+from tests.unit.fake_clock import FakeClock
 
 
 async def test_video_frames_pace_at_the_requested_speed():
     track = PatternVideoTrack(160, 120, 30, speed=3.0)
-    started = time.monotonic()
+    clock = FakeClock()
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        clock.advance(delay)
+
+    track._pacer = _Pacer(True, 3.0, clock=clock.now, sleep=sleep)
+    started = clock.now()
     frames = [await track.recv() for _ in range(31)]
-    elapsed = time.monotonic() - started
-    assert elapsed == pytest.approx(1.0 / 3.0, abs=0.1)  # 1 s of media at 3x
+    assert clock.now() - started == pytest.approx(1.0 / 3.0)  # 1 s of media at 3x
+    assert waits[1:] == pytest.approx([1 / 90] * 30)
     assert [f.pts for f in frames[:3]] == [0, 3000, 6000]
     assert float(frames[30].pts * frames[30].time_base) == pytest.approx(1.0)
     assert (frames[0].width, frames[0].height, frames[0].format.name) == (160, 120, "yuv420p")

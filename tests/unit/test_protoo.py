@@ -82,7 +82,7 @@ async def test_a_lost_connection_fails_pending_requests(server: ProtooServer) ->
     server.answers["slow"] = lambda data: never
     peer = await ProtooPeer.connect(server.url)
     pending = asyncio.ensure_future(peer.request("slow"))
-    await asyncio.wait_for(_until(lambda: bool(server.requests)), 5)
+    await asyncio.wait_for(server.requestArrived.wait(), 5)
     await server.dropClient()
     with pytest.raises(ConnectionError):
         await pending
@@ -95,9 +95,3 @@ async def test_a_lost_connection_fails_pending_requests(server: ProtooServer) ->
 async def test_unreachable_server_is_a_connection_error() -> None:
     with pytest.raises(ConnectionError):
         await ProtooPeer.connect("ws://127.0.0.1:9/?roomId=r&peerId=p", timeout=2)
-
-
-async def _until(predicate: Any) -> None:
-    """Wait for ``predicate`` one event-loop turn at a time (no timed sleep)."""
-    while not predicate():
-        await asyncio.sleep(0)

@@ -11,6 +11,7 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from mediasoup_client import Device, InvalidStateError, Transport
 from mediasoup_client.enhanced_events import EnhancedEventEmitter
 from tests.unit.conftest import remoteTransportParameters
+from tests.unit.loop_turns import nextTurn
 
 
 async def test_connect_emitted_once_on_first_use(sendTransport: Transport, signaling: Any) -> None:
@@ -87,7 +88,7 @@ async def test_close_while_produce_is_queued_fails_it(sendTransport: Transport) 
     await started.wait()
     second_track = VideoStreamTrack()
     second = asyncio.ensure_future(sendTransport.produce(track=second_track))
-    await asyncio.sleep(0)
+    await nextTurn()  # the second produce() is queued behind the first
     sendTransport.close()
     release.set()
     with pytest.raises(InvalidStateError):
@@ -111,7 +112,7 @@ async def test_listener_exceptions_do_not_break_emitters() -> None:
     emitter.on("x", bad_async)
     emitter.on("x", seen.append)
     assert emitter.safeEmit("x", 1) is True
-    await asyncio.sleep(0)
+    await emitter.waitForListeners()  # the failing async listener ran and was logged
     assert seen == [1]
     # An "error" event nobody listens to is not raised.
     assert emitter.safeEmit("error", RuntimeError("unheard")) is False

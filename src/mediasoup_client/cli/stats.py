@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,8 @@ _LOCAL_VIDEO_FIELDS = (
 class Sampler:
     """Takes the per-second samples; remembers byte counters to turn them into bitrates."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         # (object id, layer index) -> (monotonic time, byte counter).
         self._counters: dict[tuple[str, int], tuple[float, int]] = {}
 
@@ -134,7 +136,7 @@ class Sampler:
         """Bits per second since the last sample of the same byte counter."""
         if not isinstance(counter, int):
             return None
-        now = time.monotonic()
+        now = self._clock()
         last = self._counters.get(key)
         self._counters[key] = (now, counter)
         if last is None or now <= last[0]:

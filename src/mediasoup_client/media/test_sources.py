@@ -15,6 +15,7 @@ import asyncio
 import fractions
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import av
@@ -26,25 +27,34 @@ _BARCODE_BITS = 16
 
 
 class _Pacer:
-    """Sleeps until media time ``t`` (seconds) is due, ``speed`` times faster than real."""
+    """Sleeps until media time ``t`` (seconds) is due, ``speed`` times faster than real.
+    ``clock`` and ``sleep`` are time.monotonic and asyncio.sleep unless a test injects its own."""
 
-    def __init__(self, paced: bool, speed: float) -> None:
+    def __init__(
+        self,
+        paced: bool,
+        speed: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self._paced = paced
         self._speed = speed
+        self._clock = clock
+        self._sleep = sleep
         self._start: float | None = None
 
     async def wait(self, mediaTime: float) -> None:
         if not self._paced:
             # Still yield, so a reader looping on recv() cannot starve the event loop.
-            await asyncio.sleep(0)
+            await self._sleep(0)
             return
-        now = time.monotonic()
+        now = self._clock()
         if self._start is None:
             self._start = now - mediaTime / self._speed
         delay = self._start + mediaTime / self._speed - now
-        await asyncio.sleep(max(0.0, delay))
+        await self._sleep(max(0.0, delay))
 
 
 class PatternVideoTrack(MediaStreamTrack):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -57,19 +57,33 @@ logger = logging.getLogger(__name__)
 # Seconds between ICE restarts of a disconnected transport, and the longest wait between
 # attempts to join again.
 RECOVERY_RETRY_INTERVAL = 2.0
+# A new session whose send transport does not connect in this time is made again.
+RECOVERY_CONNECT_TIMEOUT = 2.0
 
 # What the server records about us (mediasoup-demo shows it in its UI).
 DEVICE_INFO = {"flag": "python", "name": "mediasoup-client-python", "version": __version__}
+
+# Called with ("send" | "recv", the server's createWebRtcTransport answer) before each transport
+# is created; returns the answer to use (e.g. ``netem.transportInfoHook``: candidates that go
+# through an impairment relay).
+TransportInfoHook = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class RoomClient(EnhancedEventEmitter):
     """A joined peer. Create it with ``await RoomClient.join(url)``."""
 
     def __init__(
-        self, protoo: ProtooPeer, device: Device, url: str, *, recover: bool = True
+        self,
+        protoo: ProtooPeer,
+        device: Device,
+        url: str,
+        transportInfoHook: TransportInfoHook | None = None,
+        *,
+        recover: bool = True,
     ) -> None:
         super().__init__()
         self._protoo = protoo
+        self._transportInfoHook = transportInfoHook
         self._device = device
         self._url = url
         self._recover = recover
@@ -112,6 +126,7 @@ class RoomClient(EnhancedEventEmitter):
         consume: bool = True,
         sctp: bool = True,
         connectTimeout: float = 10.0,
+        transportInfoHook: TransportInfoHook | None = None,
         recover: bool = True,
     ) -> RoomClient:
         """Connect to ``url`` and join its room. ``ConnectionError`` when the server cannot be
@@ -124,6 +139,7 @@ class RoomClient(EnhancedEventEmitter):
                 protoo,
                 device if device is not None else Device(handlerFactory),
                 url,
+                transportInfoHook,
                 recover=recover,
             )
             client._joinOptions = {
@@ -299,6 +315,8 @@ class RoomClient(EnhancedEventEmitter):
                 "sctpCapabilities": sctpCapabilities,
             },
         )
+        if self._transportInfoHook is not None:
+            info = await self._transportInfoHook(direction, info)
         options = {
             "id": info["id"],
             "iceParameters": info["iceParameters"],
@@ -506,6 +524,7 @@ class RoomClient(EnhancedEventEmitter):
                 continue
             self._protoo = protoo
             self._watcher = self._attach(protoo)
+            made: list[tuple[Producer, Producer]] = []
             try:
                 await self._join(**self._joinOptions)
                 for old in producers:
@@ -513,23 +532,49 @@ class RoomClient(EnhancedEventEmitter):
                     if track is None or track.readyState == "ended":
                         continue
                     new = await self.produce(track, **produced[old.id])
+                    made.append((old, new))
                     if old.paused:
                         await self.pauseProducer(new)
-                    self.emit("producerreplaced", old, new)
                 for options in dataProduced:
                     await self.produceData(**options)
+                if made:
+                    # A network still down: try again soon with fresh ICE checks, rather
+                    # than wait out the backed-off retransmissions of this attempt's.
+                    await _connected(self.sendTransport, RECOVERY_CONNECT_TIMEOUT)
             except Exception as error:
-                logger.warning("rejoining failed: %s", error)
+                logger.info("rejoining failed: %s", error or type(error).__name__)
+                for _old, new in made:
+                    new._keepTrackOnClose()
                 self._watcher.cancel()
                 await self._closeSession()
                 await asyncio.sleep(delay)
-                delay = min(RECOVERY_RETRY_INTERVAL * 2, delay * 2)
+                if not isinstance(error, TimeoutError):
+                    delay = min(RECOVERY_RETRY_INTERVAL * 2, delay * 2)
                 continue
+            for old, new in made:
+                self.emit("producerreplaced", old, new)
             break
         self._recovering = False
         if not self._closed:
             self.recoveries += 1
             self.emit("reconnected")
+
+
+async def _connected(transport: Transport, timeout: float) -> None:
+    """Return once ``transport`` is connected; ``TimeoutError`` after ``timeout`` seconds."""
+    if transport.connectionState == "connected":
+        return
+    reached = asyncio.Event()
+
+    def onState(state: str) -> None:
+        if state == "connected":
+            reached.set()
+
+    transport.on("connectionstatechange", onState)
+    try:
+        await asyncio.wait_for(reached.wait(), timeout)
+    finally:
+        transport.remove_listener("connectionstatechange", onState)
 
 
 def _statsList(answer: Any) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ from ...types import (
     SctpParameters,
     StatsReport,
 )
-from . import compat
+from . import compat, sctp_compat
 from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
 from .rtp_port import RtcpListener, RtcpPacket
 
@@ -117,6 +117,8 @@ class TransportConnection(EnhancedEventEmitter):
         self._ice = RTCIceTransport(self._gatherer)
         self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
         self._sctp = RTCSctpTransport(self._dtls) if sctpParameters is not None else None
+        if self._sctp is not None:
+            sctp_compat.tuneSctpTransport(self._sctp)
         self._machine = ConnectionStateMachine()
         self._iceGatheringState: IceGatheringState = "new"
         self._signalTask: asyncio.Task[None] | None = None
@@ -178,6 +180,7 @@ class TransportConnection(EnhancedEventEmitter):
     async def _signal(self) -> None:
         self._setIceGatheringState("gathering")
         await self._gatherer.gather()
+        sctp_compat.tuneDatagramSockets(self._gatherer)
         self._setIceGatheringState("complete")
         fingerprints = self._dtls.getLocalParameters().fingerprints
         # ICE-controlling with DTLS role "auto" makes aiortc the DTLS server.
