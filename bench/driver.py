@@ -585,7 +585,7 @@ def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
     none = {"unsupported": "pymediasoup cannot send pre-encoded media"}
 
     def cpu(key: str) -> float | None:
-        value = section.get(key, {}).get("cpuPerSecond")
+        value = section.get(key, {}).get("cpuPerSecondMean")
         return None if value is None else float(value)
 
     def sent(key: str) -> str:
@@ -605,13 +605,13 @@ def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
             encoders.append(("vp8", "libvpx, the default codec"))
         passthrough = f"passthrough{name}"
         add(
-            f"7 {size}@30 H264 file, passthrough", "CPU s/s", section.get(passthrough, {}),
+            f"7 {size}@30 H264 file, passthrough", "mean CPU s/s", section.get(passthrough, {}),
             none, cpu(passthrough), None, digits=4, compare=False, note=sent(passthrough),
         )  # fmt: skip
         for codec, label in encoders:
             key = f"{codec}{name}"
             add(
-                f"7 same pictures, encoding ({label})", "CPU s/s", section.get(key, {}), none,
+                f"7 same pictures, encoding ({label})", "mean CPU s/s", section.get(key, {}), none,
                 cpu(key), None, digits=4, compare=False, note=sent(key),
             )  # fmt: skip
             values = (cpu(passthrough), cpu(key), floor)
@@ -628,7 +628,7 @@ def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
                 note=f"without the idle floor: {fmt(net, 3)}",
             )  # fmt: skip
     add(
-        "7 idle floor (connected transport, producer never fed)", "CPU s/s",
+        "7 idle floor (connected transport, producer never fed)", "mean CPU s/s",
         section.get("idle", {}), none, floor, None, digits=4, compare=False,
         note="ICE/DTLS keep-alives, RTCP, the benchmark's own stats requests",
     )  # fmt: skip
