@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layer_quality import table as layerTable
 from profile_summary import summarise as summariseProfile
 
 from mediasoup_client.signaling.local_sfu import LocalSfu
@@ -54,6 +55,8 @@ class Settings:
     dataReps: int
     dataMixedCount: int
     data64kCount: int
+    layerWarmup: float
+    layerWindow: float
     passthroughWarmup: float = 5
 
 
@@ -70,6 +73,8 @@ FULL = Settings(
     dataReps=3,
     dataMixedCount=10_000,
     data64kCount=2_000,
+    layerWarmup=8,
+    layerWindow=10,
 )
 QUICK = Settings(
     reps=4,
@@ -84,6 +89,8 @@ QUICK = Settings(
     dataReps=1,
     dataMixedCount=3_000,
     data64kCount=300,
+    layerWarmup=5,
+    layerWindow=6,
 )
 
 
@@ -107,10 +114,12 @@ class Runner:
         label: str,
         timeout: float = 400,
         profileTo: Path | None = None,
+        command: list[str] | None = None,
     ) -> dict[str, Any]:
-        """One worker process; its result, or ``{"error": ...}`` (the table says so)."""
+        """One worker process (or ``command``, any script that ends with a ``RESULT`` line);
+        its result, or ``{"error": ...}`` (the table says so)."""
         self.count += 1
-        command = self.command(client, scenario, options)
+        command = command or self.command(client, scenario, options)
         if profileTo is not None:
             # py-spy samples all threads, 100 Hz, without stopping the process at each sample.
             command = [
@@ -164,6 +173,23 @@ def videoOptions(
             total = maxBitrate * sum(4**-i for i in range(layers))
             options += ["--start-bitrate", str(math.ceil(total / 1000))]
     return options
+
+
+def runLayerQuality(runner: Runner, settings: Settings) -> dict[str, Any]:
+    """Scenario 6 (bench/layer_quality.py): per simulcast layer, fps, bitrate and PSNR/SSIM of
+    ours beside Chromium's encoder, same source, same encodings (the CLI's and mediasoup-demo's)."""
+    print("6. per-layer fps, bitrate and quality: ours beside Chromium's encoder", file=sys.stderr)
+    results: dict[str, Any] = {}
+    for encodings in ("cli", "demo"):
+        command = [
+            str(PYTHONS["ours"]), str(BENCH / "layer_quality.py"),
+            "--sfu-port", str(runner.sfu.port), "--encodings", encodings,
+            "--warmup", str(settings.layerWarmup), "--window", str(settings.layerWindow),
+        ]  # fmt: skip
+        results[encodings] = runner.run(
+            "ours", "layer-quality", [], label=f"layers-{encodings}", command=command
+        )
+    return results
 
 
 def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
@@ -782,8 +808,13 @@ def main() -> int:
     parser.add_argument(
         "--only",
         choices=["media", "data", "passthrough"],
-        help="run only the media (sections 1-5 and 7), the data (6) or the passthrough (7) "
-        "scenarios",
+        help="run only the media scenarios (1-5, 7 and the per-layer quality), the data (6) or "
+        "the passthrough (7) one",
+    )
+    parser.add_argument(
+        "--skip-browser",
+        action="store_true",
+        help="leave out the layer-quality scenario (needs Chromium)",
     )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
@@ -806,6 +837,8 @@ def main() -> int:
             results = {} if args.only == "data" else runScenarios(runner, settings)
         if args.only in (None, "data"):
             results.update(runDataScenarios(runner, settings))
+        if not args.skip_browser and args.only not in ("data", "passthrough"):
+            results["layerQuality"] = runLayerQuality(runner, settings)
         skipProfile = args.skip_profile or args.only in ("data", "passthrough")
         profiles = {} if skipProfile else runProfiles(runner, settings, results)
     rows = buildRows(results)
@@ -827,6 +860,13 @@ def main() -> int:
         f"{info['nproc']} x {info['cpuModel']}, {report['durationSeconds']} s"
     )
     print(markdownTable(rows))
+    for encodings, quality in results.get("layerQuality", {}).items():
+        if "layers" in quality:
+            print(
+                f"\n6. Per layer, ours beside Chromium {quality.get('chromium')}, "
+                f"{quality['width']}x{quality['height']}, {encodings} encodings:"
+            )
+            print(layerTable(quality))
     if profiles:
         print()
         print("Where our send path's CPU goes (py-spy):")

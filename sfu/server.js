@@ -11,13 +11,24 @@
  * URL: ws://127.0.0.1:<port>/?roomId=<room>&peerId=<peer>   (protoo subprotocol "protoo")
  *
  * Requests are those of mediasoup-demo's Room.js, plus a few test-oriented extras
- * (getProducerInfo, getConsumerInfo, getTransportInfo, closeTransport). A bad request gets a
- * protoo error answer; nothing a client sends can take the process down.
+ * (getProducerInfo, getConsumerInfo, getTransportInfo, closeTransport, enableConsumerTraceEvent)
+ * and plain RTP consumers, as server-side recorders (ffmpeg, GStreamer) use them:
+ * createPlainTransport, connectPlainTransport, consumePlain (see handleRequest). A bad request
+ * gets a protoo error answer; nothing a client sends can take the process down.
+ *
+ * Worker logs: SFU_LOG_LEVEL (--log-level) and SFU_LOG_TAGS (--log-tags, comma separated, e.g.
+ * "simulcast,rtp,rtcp,score"); with DEBUG='mediasoup*' they are printed on stderr.
  *
  * The same port serves the browser pages over HTTP (built by scripts/install-browser.sh):
  *   http://127.0.0.1:<port>/watch?roomId=<room>   watch a room (every producer's video and audio)
  *   http://127.0.0.1:<port>/peer.html             the test peer the browser tests drive
  */
+
+// mediasoup's debug logs (DEBUG='mediasoup*') go to console.info, i.e. stdout, which the
+// launcher stops reading after "LISTENING": a full pipe would stall the server. Keep stdout for
+// that one line and send every log to stderr (before mediasoup binds console.info).
+console.info = console.error;
+console.log = console.error;
 
 const fs = require('fs');
 const http = require('http');
@@ -44,6 +55,7 @@ function parseArgs(argv) {
 		rtcMinPort: Number(process.env.SFU_RTC_MIN_PORT || 40000),
 		rtcMaxPort: Number(process.env.SFU_RTC_MAX_PORT || 49999),
 		logLevel: process.env.SFU_LOG_LEVEL || 'warn',
+		logTags: (process.env.SFU_LOG_TAGS || '').split(',').filter(Boolean),
 		exitWithStdin: false,
 	};
 	for (let i = 2; i < argv.length; i++) {
@@ -53,6 +65,7 @@ function parseArgs(argv) {
 		else if (arg === '--rtc-min-port') options.rtcMinPort = Number(next());
 		else if (arg === '--rtc-max-port') options.rtcMaxPort = Number(next());
 		else if (arg === '--log-level') options.logLevel = next();
+		else if (arg === '--log-tags') options.logTags = next().split(',').filter(Boolean);
 		else if (arg === '--exit-with-stdin') options.exitWithStdin = true;
 		else throw new Error(`unknown argument ${arg}`);
 	}
@@ -158,6 +171,14 @@ class Room {
 		};
 		if (wait > 0) setTimeout(request, wait);
 		else request();
+	}
+
+	producerById(producerId) {
+		for (const peer of this.protooRoom.peers) {
+			const producer = peer.data.producers.get(producerId);
+			if (producer) return producer;
+		}
+		return undefined;
 	}
 
 	close() {
@@ -318,6 +339,75 @@ class Room {
 				return {};
 			}
 
+			// A PlainTransport on 127.0.0.1 (no SCTP, no SRTP), as recorders use: rtcpMux
+			// (default true) and comedia (default false) as in mediasoup. Answers its local
+			// tuple(s): RTP (and RTCP with rtcpMux) go to tuple.localPort.
+			case 'createPlainTransport': {
+				const transport = await this.router.createPlainTransport({
+					listenIp: { ip: LISTEN_IP },
+					rtcpMux: data.rtcpMux !== undefined ? Boolean(data.rtcpMux) : true,
+					comedia: Boolean(data.comedia),
+					enableSctp: false,
+					appData: { plain: true },
+				});
+				peer.data.transports.set(transport.id, transport);
+				transport.observer.on('close', () => peer.data.transports.delete(transport.id));
+				return { id: transport.id, tuple: transport.tuple, rtcpTuple: transport.rtcpTuple };
+			}
+
+			// Where the router sends a PlainTransport's RTP (ip, port) and, without rtcpMux, RTCP
+			// (rtcpPort). Only 127.0.0.1 peers: the room server listens on nothing else.
+			case 'connectPlainTransport': {
+				const transport = this.transportOf(peer, required(data, 'transportId', 'string'));
+				if (!transport.appData.plain) throw new RequestError(400, 'not a plain transport');
+				const ip = required(data, 'ip', 'string');
+				if (ip !== LISTEN_IP) throw new RequestError(400, `ip must be ${LISTEN_IP}`);
+				await transport.connect({ ip, port: required(data, 'port', 'number'), rtcpPort: data.rtcpPort });
+				return { tuple: transport.tuple, rtcpTuple: transport.rtcpTuple };
+			}
+
+			// A consumer of any producer of the room on one of this peer's plain transports,
+			// answered (not pushed as newConsumer): {producerId, rtpCapabilities, paused=false,
+			// preferredLayers?, traceEventTypes?}. The usual consumer requests work on it
+			// (getConsumerInfo/Stats, setConsumerPreferredLayers, resumeConsumer, ...) and the usual
+			// notifications come (consumerLayersChanged, consumerScore, consumerTrace, ...).
+			case 'consumePlain': {
+				const transport = this.transportOf(peer, required(data, 'transportId', 'string'));
+				if (!transport.appData.plain) throw new RequestError(400, 'not a plain transport');
+				const producerId = required(data, 'producerId', 'string');
+				const rtpCapabilities = required(data, 'rtpCapabilities', 'object');
+				if (!this.producerById(producerId)) throw new RequestError(404, `producer with id "${producerId}" not found`);
+				if (!this.router.canConsume({ producerId, rtpCapabilities })) {
+					throw new RequestError(400, 'these rtpCapabilities cannot consume the producer');
+				}
+				const consumer = await transport.consume({
+					producerId,
+					rtpCapabilities,
+					paused: true,
+					preferredLayers: data.preferredLayers,
+					appData: { transportId: transport.id, plain: true },
+				});
+				this.registerConsumer(peer, consumer);
+				if (Array.isArray(data.traceEventTypes) && data.traceEventTypes.length) {
+					await consumer.enableTraceEvent(data.traceEventTypes);
+				}
+				if (!data.paused) await consumer.resume();
+				return {
+					id: consumer.id,
+					producerId,
+					kind: consumer.kind,
+					type: consumer.type,
+					rtpParameters: consumer.rtpParameters,
+					preferredLayers: consumer.preferredLayers,
+				};
+			}
+
+			case 'enableConsumerTraceEvent': {
+				const consumer = this.entityOf(peer, 'consumers', required(data, 'consumerId', 'string'), 'consumer');
+				await consumer.enableTraceEvent(required(data, 'types', 'object'));
+				return {};
+			}
+
 			case 'produce': {
 				if (!peer.data.joined) throw new RequestError(403, 'peer not yet joined');
 				const transport = this.transportOf(peer, required(data, 'transportId', 'string'));
@@ -442,6 +532,30 @@ class Room {
 		}
 	}
 
+	// Keeps `consumer` in the peer's map and tells the peer what happens to it (mediasoup-demo's
+	// notifications, plus consumerTrace for the 'trace' events enableConsumerTraceEvent asks
+	// for). Returns the peer's notify function.
+	registerConsumer(consumerPeer, consumer) {
+		consumerPeer.data.consumers.set(consumer.id, consumer);
+		const notify = (method, payload) => consumerPeer.notify(method, payload).catch(() => {});
+		consumer.observer.on('close', () => consumerPeer.data.consumers.delete(consumer.id));
+		consumer.on('transportclose', () => consumerPeer.data.consumers.delete(consumer.id));
+		consumer.on('producerclose', () => {
+			consumerPeer.data.consumers.delete(consumer.id);
+			notify('consumerClosed', { consumerId: consumer.id });
+		});
+		consumer.on('producerpause', () => notify('consumerPaused', { consumerId: consumer.id }));
+		consumer.on('producerresume', () => notify('consumerResumed', { consumerId: consumer.id }));
+		consumer.on('score', (score) => notify('consumerScore', { consumerId: consumer.id, score }));
+		consumer.on('layerschange', (layers) => notify('consumerLayersChanged', {
+			consumerId: consumer.id,
+			spatialLayer: layers ? layers.spatialLayer : null,
+			temporalLayer: layers ? layers.temporalLayer : null,
+		}));
+		consumer.on('trace', (trace) => notify('consumerTrace', { consumerId: consumer.id, trace }));
+		return notify;
+	}
+
 	// A consumer for `consumerPeer`, created paused: the client must accept the newConsumer
 	// request before media flows (then the server resumes it), as in mediasoup-demo.
 	async createConsumer(consumerPeer, producerPeer, producer) {
@@ -453,22 +567,7 @@ class Room {
 			const consumer = await transport.consume({
 				producerId: producer.id, rtpCapabilities: caps, paused: true, appData: { transportId: transport.id },
 			});
-			consumerPeer.data.consumers.set(consumer.id, consumer);
-			const notify = (method, payload) => consumerPeer.notify(method, payload).catch(() => {});
-			consumer.observer.on('close', () => consumerPeer.data.consumers.delete(consumer.id));
-			consumer.on('transportclose', () => consumerPeer.data.consumers.delete(consumer.id));
-			consumer.on('producerclose', () => {
-				consumerPeer.data.consumers.delete(consumer.id);
-				notify('consumerClosed', { consumerId: consumer.id });
-			});
-			consumer.on('producerpause', () => notify('consumerPaused', { consumerId: consumer.id }));
-			consumer.on('producerresume', () => notify('consumerResumed', { consumerId: consumer.id }));
-			consumer.on('score', (score) => notify('consumerScore', { consumerId: consumer.id, score }));
-			consumer.on('layerschange', (layers) => notify('consumerLayersChanged', {
-				consumerId: consumer.id,
-				spatialLayer: layers ? layers.spatialLayer : null,
-				temporalLayer: layers ? layers.temporalLayer : null,
-			}));
+			const notify = this.registerConsumer(consumerPeer, consumer);
 			// mediasoup 3.2x copies the producer's msid into its consumers (one peer's audio and
 			// video play as one MediaStream); 3.8.4 drops it, so the room does it.
 			const rtpParameters = { ...consumer.rtpParameters };
@@ -557,6 +656,7 @@ async function main() {
 	const options = parseArgs(process.argv);
 	const worker = await mediasoup.createWorker({
 		logLevel: options.logLevel,
+		logTags: options.logTags,
 		rtcMinPort: options.rtcMinPort,
 		rtcMaxPort: options.rtcMaxPort,
 	});

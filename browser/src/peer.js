@@ -101,7 +101,7 @@ const PICKED_FIELDS = [
 	'totalSamplesReceived', 'silentConcealedSamples', 'packetsReceived', 'packetsLost',
 	'bytesReceived', 'packetsSent', 'bytesSent', 'nackCount', 'pliCount', 'firCount', 'jitter',
 	'qualityLimitationReason', 'scalabilityMode', 'encoderImplementation', 'decoderImplementation',
-	'targetBitrate', 'active', 'timestamp',
+	'targetBitrate', 'active', 'timestamp', 'frames', 'width', 'height', 'trackIdentifier',
 ];
 
 function pick(entry) {
@@ -110,12 +110,13 @@ function pick(entry) {
 	return out;
 }
 
-// The inbound-rtp / outbound-rtp entries of a consumer or producer, with their codec's mimeType.
+// The inbound-rtp / outbound-rtp entries of a consumer or producer, with their codec's mimeType,
+// and a producer's media-source (what the camera delivered: frames, framesPerSecond, size).
 async function rtpStats(id) {
 	const entries = await statsList(entity(id));
 	const codecs = new Map(entries.filter((e) => e.type === 'codec').map((e) => [e.id, e.mimeType]));
 	return entries
-		.filter((e) => e.type === 'inbound-rtp' || e.type === 'outbound-rtp')
+		.filter((e) => e.type === 'inbound-rtp' || e.type === 'outbound-rtp' || e.type === 'media-source')
 		.map((e) => pick({ ...e, mimeType: codecs.get(e.codecId) }));
 }
 

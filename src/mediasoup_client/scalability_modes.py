@@ -4,8 +4,8 @@ against what an engine can really produce."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
-from typing import TypedDict
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, TypedDict
 
 from .errors import UnsupportedError
 
@@ -54,3 +54,35 @@ def checkScalabilityMode(
             f"scalabilityMode {scalabilityMode} cannot be produced with {mimeType} "
             f"(this engine produces: {modes})"
         )
+
+
+# Chrome sends three temporal layers on every simulcast stream when none is asked for, and
+# mediasoup-client's Chrome handler tells the router so.
+DEFAULT_SIMULCAST_TEMPORAL_LAYERS = 3
+
+
+def simulcastScalabilityMode(
+    encodings: Sequence[Mapping[str, Any]], supported: Collection[str]
+) -> str | None:
+    """The mode mediasoup-client's Chrome handler gives every encoding of a simulcast producer
+    (two or more encodings; None otherwise): ``L1T<n>`` with ``n`` the most temporal layers any
+    encoding asks for, an encoding without a mode counting as three. The router needs the same
+    count on every stream, and with temporal layers it can keep a consumer on a spatial layer by
+    dropping frames when its bandwidth estimate is short of the layer's whole bitrate (a
+    PlainTransport consumer starts at 600 kbps). Where the engine cannot produce the default for
+    the codec, the most it can below it; an explicit mode is never lowered (the engine's check
+    refuses it instead)."""
+    if len(encodings) < 2:
+        return None
+    asked = [
+        parseScalabilityMode(str(e["scalabilityMode"]))["temporalLayers"]
+        for e in encodings
+        if e.get("scalabilityMode") is not None
+    ]
+    explicit = max(asked, default=1)
+    layers = explicit
+    if len(asked) < len(encodings):
+        layers = max(explicit, DEFAULT_SIMULCAST_TEMPORAL_LAYERS)
+        while layers > explicit and f"L1T{layers}" not in supported:
+            layers -= 1
+    return f"L1T{layers}"

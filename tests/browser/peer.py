@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -57,9 +58,18 @@ def chromiumPath() -> str:
 class Chromium:
     """One headless Chromium, driven by puppeteer-core in a Node process."""
 
-    def __init__(self, *, chromium: str | None = None, startTimeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        chromium: str | None = None,
+        startTimeout: float = 30.0,
+        extraArgs: Sequence[str] = (),
+    ) -> None:
+        """``extraArgs``: more Chromium flags, e.g. ``--use-file-for-fake-video-capture=F.y4m``
+        (the fake camera plays that file, looping, instead of its own picture)."""
         self._chromium = chromium or chromiumPath()
         self._startTimeout = startTimeout
+        self._extraArgs = list(extraArgs)
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -102,6 +112,7 @@ class Chromium:
                     self._chromium,
                     "--user-data-dir",
                     self._userDataDir,
+                    *[part for arg in self._extraArgs for part in ("--chromium-arg", arg)],
                 ],
                 cwd=browserDir(),
                 stdin=subprocess.PIPE,
@@ -433,7 +444,8 @@ class BrowserPeer:
     # The browser's own view.
     async def stats(self, entityId: str) -> list[dict[str, Any]]:
         """inbound-rtp / outbound-rtp entries (with the codec's ``mimeType``) of a consumer or
-        producer, as the browser's getStats() reports them."""
+        producer, and a producer's media-source (what the camera delivered), as the browser's
+        getStats() reports them."""
         result: list[dict[str, Any]] = await self.call("stats", {"id": entityId})
         return result
 

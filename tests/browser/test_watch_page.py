@@ -91,9 +91,10 @@ async def test_the_watch_page_shows_our_video_plays_our_audio_and_switches_layer
         colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
         assert pixels.std() > 20 and colours > 200, (pixels.std(), colours)
 
-        # The viewer picks the lowest layer.
+        # The viewer picks the lowest spatial layer at its highest temporal layer (simulcast
+        # has L1T3 by default, as from Chrome: the buttons run S0T0, S0T1, S0T2, S1T0, ...).
         await chromium.evaluate(
-            page, "document.querySelector('button[data-spatial=\"0\"]').click()"
+            page, "[...document.querySelectorAll('button[data-spatial=\"0\"]')].pop().click()"
         )
         views = await waitForViews(
             chromium, page, lambda v: videoShows(v, 160), "the 160x120 layer"

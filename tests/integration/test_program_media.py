@@ -217,6 +217,8 @@ async def test_two_renditions_are_simulcast_layers_at_the_router(
     source = EncodedVideoSource(media["h264low"], media["h264"], loop=True)
     producer = await publisher.produce(source)
     assert [e["rid"] for e in producer.rtpParameters["encodings"]] == ["r0", "r1"]
+    # The renditions have no temporal layers, and the producer says so.
+    assert {e.get("scalabilityMode") for e in producer.rtpParameters["encodings"]} == {"L1T1"}
 
     async def bothScored() -> bool:
         streams = await routerStreams(publisher, producer)

@@ -78,3 +78,24 @@ async def test_stopped_sources_raise_media_stream_error():
         track.stop()
         with pytest.raises(MediaStreamError):
             await track.recv()
+
+
+def test_frame_at_regenerates_any_frame_of_the_pattern() -> None:
+    track = PatternVideoTrack(64, 48, 30, paced=False)
+    frames = [track.nextFrame() for _ in range(5)]
+    again = PatternVideoTrack(64, 48, 30, paced=False)
+    for index in (3, 0, 4):
+        assert np.array_equal(again.frameAt(index).to_ndarray(), frames[index].to_ndarray())
+        assert again.frameAt(index).pts == frames[index].pts
+        assert readFrameNumber(again.frameAt(index)) == index
+    assert not np.array_equal(frames[1].to_ndarray(), frames[2].to_ndarray())
+
+
+def test_a_looped_pattern_repeats_its_pictures_with_rising_timestamps() -> None:
+    track = PatternVideoTrack(64, 48, 30, paced=False, loop=3)
+    frames = [track.nextFrame() for _ in range(7)]
+    assert [readFrameNumber(f) for f in frames] == [0, 1, 2, 0, 1, 2, 0]
+    assert np.array_equal(frames[4].to_ndarray(), frames[1].to_ndarray())
+    assert [f.pts for f in frames] == sorted({f.pts for f in frames})
+    with pytest.raises(ValueError):
+        PatternVideoTrack(64, 48, loop=0)

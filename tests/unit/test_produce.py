@@ -99,6 +99,33 @@ async def test_produce_simulcast_video(
     assert "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" in uris
 
 
+async def test_simulcast_encodings_get_l1t3_as_mediasoup_client_gives_them_in_chrome(
+    device: Device, sendTransport: Transport, videoTrack: VideoStreamTrack
+) -> None:
+    # The router then knows of three temporal layers per stream and can keep a consumer on a
+    # spatial layer by dropping frames (issue 18 item 1: recorders on a PlainTransport).
+    producer = await sendTransport.produce(track=videoTrack, encodings=SIMULCAST)
+    assert [e["scalabilityMode"] for e in producer.rtpParameters["encodings"]] == ["L1T3"] * 3
+    mixed = [{"scalabilityMode": "L1T1"}, {"scalabilityMode": "L1T2"}]
+    producer = await sendTransport.produce(track=videoTrack, encodings=mixed)
+    assert [e["scalabilityMode"] for e in producer.rtpParameters["encodings"]] == ["L1T2"] * 2
+    single = await sendTransport.produce(track=videoTrack)
+    assert "scalabilityMode" not in single.rtpParameters["encodings"][0]
+    # H264: the engine has no temporal layers, so the default is one.
+    h264 = next(
+        c
+        for c in device.sendRtpCapabilities["codecs"]
+        if c["mimeType"].lower() == "video/h264"
+        and c.get("parameters", {}).get("profile-level-id") == "42e01f"
+    )
+    producer = await sendTransport.produce(track=videoTrack, codec=h264, encodings=[{}, {}])
+    assert [e["scalabilityMode"] for e in producer.rtpParameters["encodings"]] == ["L1T1"] * 2
+    with pytest.raises(UnsupportedError):
+        await sendTransport.produce(
+            track=videoTrack, codec=h264, encodings=[{"scalabilityMode": "L1T3"}, {}]
+        )
+
+
 async def test_produce_user_rid_and_ssrc_are_ignored(
     sendTransport: Transport, videoTrack: VideoStreamTrack
 ) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from mediasoup_client import UnsupportedError, parseScalabilityMode
-from mediasoup_client.scalability_modes import ENGINE_SCALABILITY_MODES, checkScalabilityMode
+from mediasoup_client.scalability_modes import (
+    ENGINE_SCALABILITY_MODES,
+    checkScalabilityMode,
+    simulcastScalabilityMode,
+)
 
 
 def test_parse_like_mediasoup_client() -> None:
@@ -40,3 +44,29 @@ def test_check_refuses_what_the_engine_cannot_produce() -> None:
     for malformed in ("l1t3", "L1T3x", "", 3, None):
         with pytest.raises(TypeError):
             checkScalabilityMode(malformed, "video/VP8", vp8)
+
+
+def test_simulcast_mode_follows_mediasoup_clients_chrome_handler() -> None:
+    vp8 = ENGINE_SCALABILITY_MODES["video/vp8"]
+    two: list[dict[str, object]] = [{}, {}]
+    # One encoding: no simulcast, nothing added.
+    assert simulcastScalabilityMode([{}], vp8) is None
+    assert simulcastScalabilityMode([{"scalabilityMode": "L1T2"}], vp8) is None
+    # A missing mode counts as Chrome's three temporal layers; the most asked wins.
+    assert simulcastScalabilityMode(two, vp8) == "L1T3"
+    assert simulcastScalabilityMode([{"scalabilityMode": "L1T2"}, {}], vp8) == "L1T3"
+    assert simulcastScalabilityMode([{"scalabilityMode": "L1T1"}] * 2, vp8) == "L1T1"
+    assert (
+        simulcastScalabilityMode([{"scalabilityMode": "L1T1"}, {"scalabilityMode": "L1T2"}], vp8)
+        == "L1T2"
+    )
+    # The default goes no higher than the engine produces for the codec ...
+    assert simulcastScalabilityMode(two, ENGINE_SCALABILITY_MODES["video/h264"]) == "L1T1"
+    assert simulcastScalabilityMode(two, frozenset({"L1T1", "L1T2"})) == "L1T2"
+    # ... but an explicit mode is never lowered (the engine's check refuses it).
+    assert (
+        simulcastScalabilityMode(
+            [{"scalabilityMode": "L1T3"}, {}], ENGINE_SCALABILITY_MODES["video/h264"]
+        )
+        == "L1T3"
+    )

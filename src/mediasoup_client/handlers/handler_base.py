@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from ..background import BackgroundWork
 from ..errors import InvalidStateError
-from ..scalability_modes import checkScalabilityMode
+from ..scalability_modes import checkScalabilityMode, simulcastScalabilityMode
 from ..send_parameters import buildSendRtpParameters
 from ..types import MediaKind, RtpParameters, SctpCapabilities, SctpStreamParameters
 from .handler_interface import (
@@ -137,6 +137,12 @@ class HandlerBase(HandlerInterface, Generic[SenderT, ReceiverT]):
         for encoding in parameters["encodings"]:
             if "scalabilityMode" in encoding:
                 checkScalabilityMode(encoding["scalabilityMode"], mime_type, supported)
+        # As mediasoup-client in Chrome: one mode on every simulcast encoding, L1T3 by default.
+        mode = simulcastScalabilityMode(parameters["encodings"], supported)
+        if mode is not None:
+            for encoding in parameters["encodings"]:
+                encoding["scalabilityMode"] = mode
+            checkScalabilityMode(mode, mime_type, supported)
         return parameters
 
     def _sctpStreamParameters(self, options: HandlerSendDataChannelOptions) -> SctpStreamParameters:

@@ -72,10 +72,16 @@ class PatternVideoTrack(MediaStreamTrack):
         paced: bool = True,
         speed: float = 1.0,
         seed: int = 1,
+        loop: int | None = None,
     ) -> None:
+        """``loop``: the pictures (barcode included) repeat every ``loop`` frames, as a file
+        played in a loop would; timestamps keep increasing."""
         super().__init__()
         if width < 16 or height < 16 or width % 2 or height % 2:
             raise ValueError("width and height must be even and at least 16")
+        if loop is not None and loop < 1:
+            raise ValueError("loop must be at least 1 frame")
+        self._loopFrames = loop
         self.width = width
         self.height = height
         self.fps = fps
@@ -110,6 +116,13 @@ class PatternVideoTrack(MediaStreamTrack):
         """The next frame at once, whatever the pacing (for code that sets its own pace)."""
         index = self._index
         self._index += 1
+        frame = self.frameAt(index if self._loopFrames is None else index % self._loopFrames)
+        frame.pts = round(index * VIDEO_CLOCK_RATE / self.fps)
+        return frame
+
+    def frameAt(self, index: int) -> av.VideoFrame:
+        """Frame number ``index`` (the same pixels every time: a receiver can compare what it
+        decoded with the source)."""
         frame = av.VideoFrame.from_ndarray(self._draw(index), format="yuv420p")
         frame.pts = round(index * VIDEO_CLOCK_RATE / self.fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)

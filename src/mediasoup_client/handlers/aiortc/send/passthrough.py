@@ -224,10 +224,14 @@ def _encodings(
     count = len(info.renditions)
     if count > 1 and len(encodings) == 1 and set(encodings[0]) <= {"active"}:
         # No encodings given: one per rendition.
-        return [{"active": True} for _ in range(count)]
+        encodings = [{"active": True} for _ in range(count)]
     if len(encodings) != count:
         raise TypeError(
             f"the source has {count} rendition(s) but {len(encodings)} encoding(s) were given "
             "(one encoding per rendition, lowest first)"
         )
+    if count > 1:
+        # Say what the renditions are: one temporal layer each (simulcast would otherwise
+        # signal the L1T3 an encoder makes).
+        encodings = [{**e, "scalabilityMode": "L1T1"} for e in encodings]
     return encodings
