@@ -84,6 +84,7 @@ class FakeRtpPort:
         self.rtp: list[SentRtp] = []
         self.rtcp: list[bytes] = []
         self._listeners: list[tuple[set[int], Callable[[Any], Any]]] = []
+        self.rtpRoutes: list[tuple[Any, Any]] = []  # (RtpRoute, RtpListener)
 
     # RtpPort.
 
@@ -123,7 +124,32 @@ class FakeRtpPort:
 
         return unsubscribe
 
+    def listenRtp(self, route: Any, listener: Any) -> Callable[[], None]:
+        entry = (route, listener)
+        self.rtpRoutes.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self.rtpRoutes:
+                self.rtpRoutes.remove(entry)
+
+        return unsubscribe
+
     # Test controls.
+
+    def deliverRtp(self, packet: RtpPacket, arrival: float | None = None) -> bool:
+        """Hand inbound RTP to the listener whose route takes it, as aiortc's router does
+        (SSRC and payload type); False when none does."""
+        for route, listener in list(self.rtpRoutes):
+            if packet.ssrc in route.ssrcs and packet.payload_type in route.payloadTypes:
+                listener.onRtp(packet, time.monotonic() if arrival is None else arrival)
+                return True
+        return False
+
+    def deliverRtcpToReceivers(self, packet: Any) -> None:
+        """Inbound SR/BYE to the receivers of its SSRC."""
+        for route, listener in list(self.rtpRoutes):
+            if getattr(packet, "ssrc", None) in route.ssrcs:
+                listener.onRtcp(packet)
 
     def connect(self) -> None:
         self._connected = True

@@ -10,16 +10,20 @@ import asyncio
 import hashlib
 import inspect
 import socket
+import sys
+import time
 from typing import Any
 
 import aioice
 import aiortc
 import pytest
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver
+from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
 from aiortc.rtcdtlstransport import RtpRouter
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
 from aiortc.rtcsctptransport import DataChunk, SackChunk
 
 from mediasoup_client.handlers.aiortc import compat, sctp_compat
+from mediasoup_client.handlers.aiortc.rtp_port import RtpRoute
 from mediasoup_client.sctp_policies import SackPolicy, SendBudget
 from tests.unit.sctp_pair import SctpPair, chunksOf, isData, isSack
 
@@ -86,18 +90,98 @@ async def test_rtcp_routing_reaches_our_recipient() -> None:
     assert len(received) == 2, UPGRADE_HINT
 
 
-async def test_receiver_internals() -> None:
+async def test_inbound_rtp_and_sender_reports_reach_our_listener() -> None:
     gatherer = RTCIceGatherer(iceServers=[])
     dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
-    receiver = RTCRtpReceiver("video", dtls)
-    compat.attachReceiverTrack(receiver, "video", "consumer-1")
-    assert receiver.track.kind == "video" and receiver.track.id == "consumer-1", UPGRADE_HINT
-    compat.setReceiverRtcpSsrc(receiver, 4242)
-    compat.setReceiverEnabled(receiver, False)
-    assert receiver._enabled is False, UPGRADE_HINT
-    assert inspect.iscoroutinefunction(receiver._send_rtcp_pli), UPGRADE_HINT
-    # Not connected: the PLI is dropped quietly, as aiortc's own receiver does.
-    await compat.sendReceiverPli(receiver, 1234)
+    for name in ("_rtp_header_extensions_map", "_handle_rtp_data", "_handle_rtcp_data"):
+        assert hasattr(dtls, name), f"{UPGRADE_HINT}: RTCDtlsTransport.{name}"
+    events: list[tuple[str, object, object]] = []
+
+    class Listener:
+        def onRtp(self, packet: object, arrival: float) -> None:
+            events.append(("rtp", packet, arrival))
+
+        def onRtcp(self, packet: object) -> None:
+            events.append(("rtcp", packet, None))
+
+        def onTransportClosed(self) -> None:
+            events.append(("closed", None, None))
+
+    uri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    route = RtpRoute(ssrcs=(1111, 2222), payloadTypes=(96, 97), headerExtensions=((5, uri),))
+    unsubscribe = compat.addRtpListener(dtls, route, Listener())
+    # A packet of ours, with a transport-wide sequence number the router stamped.
+    packet = aiortc.rtp.RtpPacket(payload_type=96, sequence_number=7, ssrc=2222, payload=b"x")
+    packet.extensions.transport_sequence_number = 4242
+    writer = aiortc.rtp.HeaderExtensionsMap()
+    writer.configure(
+        RTCRtpReceiveParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=5, uri=uri)])
+    )
+    before = time.monotonic()
+    await dtls._handle_rtp_data(packet.serialize(writer), arrival_time_ms=0)
+    # Our SSRC with a payload type that is not ours: not for us.
+    wrong = aiortc.rtp.RtpPacket(payload_type=100, sequence_number=9, ssrc=1111, payload=b"z")
+    await dtls._handle_rtp_data(wrong.serialize(), arrival_time_ms=0)
+    assert [e[0] for e in events] == ["rtp"], UPGRADE_HINT
+    # An unknown SSRC with our payload type is handed to the only receiver of that payload
+    # type (aiortc learns SSRCs that way); the receive core drops what is not its SSRC.
+    other = aiortc.rtp.RtpPacket(payload_type=96, sequence_number=8, ssrc=3333, payload=b"y")
+    await dtls._handle_rtp_data(other.serialize(), arrival_time_ms=0)
+    assert [e[0] for e in events] == ["rtp", "rtp"], UPGRADE_HINT
+    del events[1]
+    received, arrival = events[0][1], events[0][2]
+    assert received.sequence_number == 7 and received.payload == b"x", UPGRADE_HINT  # type: ignore[attr-defined]
+    assert received.extensions.transport_sequence_number == 4242, UPGRADE_HINT  # type: ignore[attr-defined]
+    assert isinstance(arrival, float) and arrival >= before
+    # The media sender's SR about one of our SSRCs is ours too.
+    sr = aiortc.rtp.RtcpSrPacket(
+        ssrc=1111,
+        sender_info=aiortc.rtp.RtcpSenderInfo(
+            ntp_timestamp=1, rtp_timestamp=2, packet_count=3, octet_count=4
+        ),
+    )
+    await dtls._handle_rtcp_data(bytes(sr))
+    assert events[-1][0] == "rtcp", UPGRADE_HINT
+    # DTLS going away reaches the listener (aiortc calls every registered receiver).
+    for receiver in dtls._rtp_router.receivers:
+        receiver._handle_disconnect()
+    assert events[-1][0] == "closed", UPGRADE_HINT
+    unsubscribe()
+    await dtls._handle_rtp_data(packet.serialize(writer), arrival_time_ms=0)
+    assert len(events) == 3, UPGRADE_HINT
+    assert not dtls._rtp_router.receivers, UPGRADE_HINT
+
+
+async def test_arrival_times_come_from_the_kernel_and_pair_with_the_reads() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    await gatherer.gather()
+    transport = RTCIceTransport(gatherer)
+    connection = transport._connection
+    assert hasattr(connection, "_protocols") and hasattr(connection, "_queue"), UPGRADE_HINT
+    assert callable(getattr(connection, "data_received", None)), UPGRADE_HINT
+    clock = compat.stampArrivals(transport)
+    protocol = next(p for p in connection._protocols if ":" not in p.local_candidate.host)
+    address = protocol.transport.get_extra_info("sockname")
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sent = []
+        for index in range(3):
+            sent.append(time.monotonic())
+            sender.sendto(bytes([0x80, index]) + bytes(20), address)  # not STUN: data
+            await asyncio.sleep(0.05)
+    finally:
+        sender.close()
+    if sys.platform.startswith("linux"):
+        # Every datagram after the first (which may only switch timestamping on).
+        assert clock.kernelStamps >= 2, UPGRADE_HINT
+    connection._nominated[1] = object()  # recv() refuses to read before a nomination
+    for index in range(3):
+        data = await asyncio.wait_for(transport._recv(), 1)
+        assert data[1] == index, UPGRADE_HINT
+        assert clock.current is not None
+        # The kernel's time, not the (50 ms later) time of the read.
+        assert sent[index] <= clock.current < sent[index] + 0.03
+    await gatherer._connection.close()
 
 
 def test_ice_servers_can_be_replaced_before_gathering() -> None:

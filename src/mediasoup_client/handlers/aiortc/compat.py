@@ -2,13 +2,20 @@
 
 aiortc's public ORTC objects cover ICE/DTLS/SCTP setup, but mediasoup needs a few things they
 do not expose: the ICE-controlling role (mediasoup is ICE-lite), raw SRTP send for our own RTP
-streams, RTCP routing by SSRC to our senders, and credential-only ICE restarts.
+streams, RTCP routing by SSRC to our senders, inbound RTP routing to our receivers (as
+aiortc's own RTCRtpReceiver registers itself), and credential-only ICE restarts.
 ``tests/unit/test_aiortc_compat.py`` fails loudly if an aiortc upgrade changes any of these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import collections
+import fcntl
+import logging
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aioice import stun
@@ -17,14 +24,17 @@ from aiortc import (
     RTCIceGatherer,
     RTCIceServer,
     RTCIceTransport,
-    RTCRtpReceiver,
 )
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcicetransport import connection_kwargs
-from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
 from aiortc.rtp import is_rtcp
 
+from .rtp_port import RtpListener, RtpRoute
+
 PINNED_AIORTC = "1.16.0"
+
+logger = logging.getLogger(__name__)
 
 
 def setIceControlling(gatherer: RTCIceGatherer, controlling: bool) -> None:
@@ -116,21 +126,134 @@ def dtlsStats(dtls: RTCDtlsTransport) -> Any:
     return dtls._get_stats()
 
 
-def attachReceiverTrack(receiver: RTCRtpReceiver, kind: str, trackId: str) -> None:
-    """Give an ORTC-created receiver the track its decoder feeds (RTCPeerConnection does
-    this itself; a bare RTCRtpReceiver has none)."""
-    receiver._track = RemoteStreamTrack(kind=kind, id=trackId)
+_SIOCGSTAMP = 0x8906  # Linux: the kernel's receive time of the last datagram read
+_TIMEVAL = struct.Struct("@qq")
 
 
-def setReceiverRtcpSsrc(receiver: RTCRtpReceiver, ssrc: int) -> None:
-    """The SSRC a receiver's reports and feedback (RR, NACK, PLI) are sent from."""
-    receiver._set_rtcp_ssrc(ssrc)
+class ArrivalClock:
+    """When each datagram the DTLS transport reads reached us.
+
+    The receive loop handles one datagram per event-loop turn, so a busy loop (decoding,
+    encoding on the same process) would bunch arrival times up: transport-cc feedback would
+    then tell the router's estimator the downlink is faster or burstier than it is. On Linux the
+    kernel's receive timestamp of each datagram is read right after asyncio's ``recvfrom``
+    (ioctl SIOCGSTAMP); elsewhere, the time aioice got it. ``current`` is the arrival time
+    (``time.monotonic()`` scale) of the datagram the DTLS transport is handling now."""
+
+    def __init__(self) -> None:
+        self._queued: collections.deque[float] = collections.deque()
+        self._kernel: float | None = None
+        self.current: float | None = None
+        self.kernelStamps = 0
+
+    def _received(self) -> None:
+        stamp, self._kernel = self._kernel, None
+        self._queued.append(stamp if stamp is not None else time.monotonic())
+
+    def _taken(self) -> None:
+        self.current = self._queued.popleft() if self._queued else time.monotonic()
+
+    def _readKernelStamp(self, fd: int) -> None:
+        try:
+            seconds, micros = _TIMEVAL.unpack(fcntl.ioctl(fd, _SIOCGSTAMP, bytes(_TIMEVAL.size)))
+        except OSError:
+            return  # the first call only switches the socket's timestamping on
+        wall, mono = time.time(), time.monotonic()
+        age = wall - (seconds + micros / 1e6)
+        if 0 <= age < 1.0:
+            self._kernel = mono - age
+            self.kernelStamps += 1
 
 
-async def sendReceiverPli(receiver: RTCRtpReceiver, mediaSsrc: int) -> None:
-    await receiver._send_rtcp_pli(mediaSsrc)
+def stampArrivals(transport: RTCIceTransport) -> ArrivalClock:
+    """Track arrival times for ``transport``'s datagrams (after gathering: the host sockets
+    exist). Wraps, on these instances only, aioice's datagram hand-off and aiortc's read."""
+    clock = ArrivalClock()
+    connection = transport._connection
+    queued = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        clock._received()
+        queued(data, component)
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    if sys.platform.startswith("linux"):
+        for protocol in connection._protocols:
+            socket = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if socket is None:
+                continue
+            fd = socket.fileno()
+            handed = protocol.datagram_received
+
+            def datagram_received(
+                data: bytes | str, addr: Any, _handed: Any = handed, _fd: int = fd
+            ) -> None:
+                clock._readKernelStamp(_fd)
+                _handed(data, addr)
+
+            protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    read = transport._recv
+
+    async def _recv() -> bytes:
+        data: bytes = await read()
+        clock._taken()
+        return data
+
+    transport._recv = _recv
+    return clock
 
 
-def setReceiverEnabled(receiver: RTCRtpReceiver, enabled: bool) -> None:
-    """A disabled receiver drops inbound RTP before the jitter buffer (consumer pause)."""
-    receiver._enabled = enabled
+class _RtpRecipient:
+    """What aiortc's RTP router calls for a registered receiver (an RTCRtpReceiver's three
+    internal entry points), handed on to an ``RtpListener``. aiortc's DTLS receive loop dies
+    on an exception from here, so none escapes."""
+
+    def __init__(self, listener: RtpListener, arrivals: ArrivalClock | None) -> None:
+        self._listener = listener
+        self._arrivals = arrivals
+
+    async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int) -> None:
+        # aiortc's arrival time is wall-clock milliseconds taken late; feedback needs better.
+        arrivals = self._arrivals
+        arrival = arrivals.current if arrivals is not None else None
+        try:
+            self._listener.onRtp(packet, arrival if arrival is not None else time.monotonic())
+        except Exception:
+            logger.exception("RTP listener failed")
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        try:
+            self._listener.onRtcp(packet)
+        except Exception:
+            logger.exception("RTCP listener failed")
+
+    def _handle_disconnect(self) -> None:
+        try:
+            self._listener.onTransportClosed()
+        except Exception:
+            logger.exception("RTP listener failed on disconnect")
+
+
+def addRtpListener(
+    dtls: RTCDtlsTransport,
+    route: RtpRoute,
+    listener: RtpListener,
+    arrivals: ArrivalClock | None = None,
+) -> Callable[[], None]:
+    """Register ``listener`` with the transport's RTP router for ``route`` (as an
+    RTCRtpReceiver registers itself): RTP by SSRC and payload type (with the arrival time
+    from ``arrivals``), the sender's SR/BYE by SSRC, header extensions parsed with the route's
+    ids. Returns the unregistration."""
+    recipient = _RtpRecipient(listener, arrivals)
+    dtls._rtp_header_extensions_map.configure(
+        RTCRtpReceiveParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
+                for ext_id, uri in route.headerExtensions
+            ]
+        )
+    )
+    dtls._rtp_router.register_receiver(
+        recipient, ssrcs=list(route.ssrcs), payload_types=list(route.payloadTypes), mid=None
+    )
+    return lambda: dtls._rtp_router.unregister_receiver(recipient)

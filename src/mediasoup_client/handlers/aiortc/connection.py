@@ -48,7 +48,7 @@ from ...types import (
 )
 from . import compat, sctp_compat
 from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
-from .rtp_port import RtcpListener, RtcpPacket
+from .rtp_port import RtcpListener, RtcpPacket, RtpListener, RtpRoute
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class TransportConnection(EnhancedEventEmitter):
         self._closed = False
         self._connectedAt: float | None = None
         self._probes = BackgroundWork("consent checks")
+        self._arrivals: compat.ArrivalClock | None = None
         self._dtls.on("statechange", self._onDtlsStateChange)
         self._ice.on("statechange", self._onIceStateChange)
 
@@ -180,6 +181,9 @@ class TransportConnection(EnhancedEventEmitter):
     async def _signal(self) -> None:
         self._setIceGatheringState("gathering")
         await self._gatherer.gather()
+        # Arrival stamps first: the batched reads then hand every datagram they drain to the
+        # stamping receiver, so each gets the kernel time of its own arrival.
+        self._arrivals = compat.stampArrivals(self._ice)
         sctp_compat.tuneDatagramSockets(self._gatherer)
         self._setIceGatheringState("complete")
         fingerprints = self._dtls.getLocalParameters().fingerprints
@@ -360,6 +364,9 @@ class TransportConnection(EnhancedEventEmitter):
         recipient = _RtcpRecipient(listener)
         compat.addRtcpRecipient(self._dtls, recipient, ssrcs)
         return lambda: compat.removeRtcpRecipient(self._dtls, recipient)
+
+    def listenRtp(self, route: RtpRoute, listener: RtpListener) -> Callable[[], None]:
+        return compat.addRtpListener(self._dtls, route, listener, self._arrivals)
 
     # Stats.
     async def getStats(self) -> StatsReport:

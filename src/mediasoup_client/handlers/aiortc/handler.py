@@ -1,8 +1,9 @@
 """AiortcHandler: the real engine behind a Transport.
 
 Transport side on aiortc's ORTC objects (``connection.py``), sending through the library's own
-RTP send path (``send/``), receiving through aiortc's ``RTCRtpReceiver`` (decoders included)
-and data channels on aiortc's SCTP transport with negotiated stream ids.
+RTP send path (``send/``), receiving through its own receive path (``receive/``: jitter buffer,
+NACK, transport-cc feedback, PyAV decoding) and data channels on aiortc's SCTP transport with
+negotiated stream ids.
 """
 
 from __future__ import annotations
@@ -13,32 +14,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import av
 from aiortc import (
     RTCDataChannel,
     RTCDataChannelParameters,
-    RTCRtcpParameters,
-    RTCRtpCodecParameters,
-    RTCRtpHeaderExtensionParameters,
-    RTCRtpReceiver,
 )
-from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcrtpparameters import (
-    RTCRtpDecodingParameters,
-    RTCRtpReceiveParameters,
-    RTCRtpRtxParameters,
-)
-from av.frame import Frame
-from av.packet import Packet
 
 from ...errors import InvalidStateError
 from ...scalability_modes import ENGINE_SCALABILITY_MODES
 from ...types import (
     IceParameters,
     IceServer,
-    RtcpFeedback,
     RtpCapabilities,
-    RtpParameters,
     SctpCapabilities,
     StatsReport,
     TransportDirection,
@@ -58,8 +44,8 @@ from ..handler_interface import (
     MediaTrack,
     NamedHandlerFactory,
 )
-from . import compat
 from .connection import TransportConnection
+from .receive import ConsumerReceiver, TransportFeedbackSender, getRecvRtpCapabilities
 from .send import getSendRtpCapabilities
 from .send.config import sendConfig
 from .send.passthrough import (
@@ -74,143 +60,8 @@ logger = logging.getLogger(__name__)
 
 SCTP_CAPABILITIES: SctpCapabilities = {"numStreams": {"OS": 1024, "MIS": 1024}}
 
-_RECV_VIDEO_FEEDBACK: list[RtcpFeedback] = [
-    {"type": "nack", "parameter": ""},
-    {"type": "nack", "parameter": "pli"},
-    {"type": "ccm", "parameter": "fir"},
-]
-
-# What aiortc's receivers decode. No goog-remb and no transport-cc on purpose: aiortc's
-# per-receiver estimator never sees mediasoup's probation packets, so a router that trusted
-# its REMB would keep a consumer on its lowest simulcast layer; without receive-side BWE the
-# router forwards the layers the app asks for (setConsumerPreferredLayers).
-RECV_RTP_CAPABILITIES: RtpCapabilities = {
-    "codecs": [
-        {
-            "kind": "audio",
-            "mimeType": "audio/opus",
-            "preferredPayloadType": 111,
-            "clockRate": 48000,
-            "channels": 2,
-            "parameters": {"minptime": 10, "useinbandfec": 1},
-            "rtcpFeedback": [],
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/VP8",
-            "preferredPayloadType": 96,
-            "clockRate": 90000,
-            "rtcpFeedback": _RECV_VIDEO_FEEDBACK,
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/rtx",
-            "preferredPayloadType": 97,
-            "clockRate": 90000,
-            "parameters": {"apt": 96},
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/H264",
-            "preferredPayloadType": 100,
-            "clockRate": 90000,
-            "parameters": {
-                "level-asymmetry-allowed": 1,
-                "packetization-mode": 1,
-                "profile-level-id": "42e01f",
-            },
-            "rtcpFeedback": _RECV_VIDEO_FEEDBACK,
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/rtx",
-            "preferredPayloadType": 101,
-            "clockRate": 90000,
-            "parameters": {"apt": 100},
-        },
-    ],
-    "headerExtensions": [
-        {"kind": "audio", "uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "preferredId": 1},
-        {"kind": "video", "uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "preferredId": 1},
-        {"kind": "audio", "uri": "urn:ietf:params:rtp-hdrext:ssrc-audio-level", "preferredId": 10},
-    ],
-}
-
-
-def _receiveParameters(rtpParameters: RtpParameters) -> RTCRtpReceiveParameters:
-    """aiortc's receive parameters for a consumer's RTP parameters (router payload types)."""
-    codecs = [
-        RTCRtpCodecParameters(
-            mimeType=codec["mimeType"],
-            clockRate=codec["clockRate"],
-            channels=codec.get("channels"),
-            payloadType=codec["payloadType"],
-            rtcpFeedback=[],
-            parameters=dict(codec.get("parameters", {})),
-        )
-        for codec in rtpParameters["codecs"]
-    ]
-    media_pt = rtpParameters["codecs"][0]["payloadType"]
-    encodings = [
-        RTCRtpDecodingParameters(
-            ssrc=encoding["ssrc"],
-            payloadType=media_pt,
-            rtx=RTCRtpRtxParameters(ssrc=encoding["rtx"]["ssrc"]) if "rtx" in encoding else None,
-        )
-        for encoding in rtpParameters.get("encodings", [])
-        if "ssrc" in encoding
-    ]
-    rtcp = rtpParameters.get("rtcp", {})
-    return RTCRtpReceiveParameters(
-        codecs=codecs,
-        headerExtensions=[
-            RTCRtpHeaderExtensionParameters(id=ext["id"], uri=ext["uri"])
-            for ext in rtpParameters.get("headerExtensions", [])
-        ],
-        encodings=encodings,
-        muxId=rtpParameters.get("mid", ""),
-        rtcp=RTCRtcpParameters(cname=rtcp.get("cname"), mux=True),
-    )
-
-
-class ConsumerTrack(MediaStreamTrack):
-    """The track a Consumer hands out: aiortc's decoded frames, counted for the stats
-    (``framesDecoded`` = frames delivered to the reader, and their size)."""
-
-    def __init__(self, source: MediaStreamTrack, id: str) -> None:
-        super().__init__()
-        self.kind = source.kind
-        self._id = id
-        self._source = source
-        self.framesDecoded = 0
-        self.frameWidth: int | None = None
-        self.frameHeight: int | None = None
-        source.on("ended", self.stop)
-
-    async def recv(self) -> Frame | Packet[Any]:
-        frame = await self._source.recv()
-        self.framesDecoded += 1
-        if isinstance(frame, av.VideoFrame):
-            self.frameWidth, self.frameHeight = frame.width, frame.height
-        return frame
-
-    def stop(self) -> None:
-        super().stop()
-        self._source.stop()
-
-
-class _Receiver:
-    def __init__(
-        self, receiver: RTCRtpReceiver, track: ConsumerTrack, rtpParameters: RtpParameters
-    ) -> None:
-        self.receiver = receiver
-        self.track = track
-        self.rtpParameters = rtpParameters
-        self.paused = False
-
-    @property
-    def mediaSsrcs(self) -> list[int]:
-        return [e["ssrc"] for e in self.rtpParameters.get("encodings", []) if "ssrc" in e]
+# What the library's receive path decodes, with transport-cc (see receive/capabilities.py).
+RECV_RTP_CAPABILITIES: RtpCapabilities = getRecvRtpCapabilities()
 
 
 ConnectionFactory = Callable[[HandlerRunOptions], TransportConnection]
@@ -228,7 +79,7 @@ def _realConnection(options: HandlerRunOptions) -> TransportConnection:
     )
 
 
-class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
+class AiortcHandler(HandlerBase[ScheduledProducer, ConsumerReceiver]):
     scalabilityModes = ENGINE_SCALABILITY_MODES
 
     @classmethod
@@ -241,6 +92,7 @@ class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
         self._connectionFactory = connectionFactory or _realConnection
         self._connection: TransportConnection | None = None
         self._scheduler: SendScheduler | None = None
+        self._feedback: TransportFeedbackSender | None = None
         self._dataChannels: list[RTCDataChannel] = []
 
     @property
@@ -278,7 +130,9 @@ class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
                 await sender.stop()
         for receiver in receivers:
             with contextlib.suppress(Exception):
-                await receiver.receiver.stop()
+                await receiver.stop()
+        if self._feedback is not None:
+            await self._feedback.stop()
         if self._connection is not None:
             await self._connection.close()
 
@@ -372,48 +226,35 @@ class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
     async def receive(self, options: HandlerReceiveOptions) -> HandlerReceiveResult:
         connection = self._conn()
         await self._connectOnce()
+        if self._feedback is None:
+            self._feedback = TransportFeedbackSender(connection, self.generateSsrc())
         localId = self._nextLocalId()
-        receiver = RTCRtpReceiver(options.kind, connection.dtlsTransport)
-        compat.attachReceiverTrack(receiver, options.kind, options.trackId)
-        compat.setReceiverRtcpSsrc(receiver, self.generateSsrc())
-        await receiver.receive(_receiveParameters(options.rtpParameters))
-        entry = _Receiver(
-            receiver, ConsumerTrack(receiver.track, options.trackId), options.rtpParameters
+        receiver = ConsumerReceiver(
+            port=connection,
+            kind=options.kind,
+            rtpParameters=copy.deepcopy(options.rtpParameters),
+            trackId=options.trackId,
+            rtcpSsrc=self.generateSsrc(),
+            feedback=self._feedback,
         )
-        self._receivers[localId] = entry
-        if options.kind == "video":
-            self.background.spawn(self._requestKeyFrame(entry), "the first key frame request")
-        return HandlerReceiveResult(localId=localId, track=entry.track)
+        receiver.start()
+        self._receivers[localId] = receiver
+        return HandlerReceiveResult(localId=localId, track=receiver.track)
 
     async def stopReceiving(self, localId: str) -> None:
-        entry = self._receiver(localId)
+        receiver = self._receiver(localId)
         del self._receivers[localId]
-        await entry.receiver.stop()
+        await receiver.stop()
 
     async def pauseReceiving(self, localId: str) -> None:
-        entry = self._receiver(localId)
-        entry.paused = True
-        compat.setReceiverEnabled(entry.receiver, False)
+        self._receiver(localId).pause()
 
     async def resumeReceiving(self, localId: str) -> None:
-        entry = self._receiver(localId)
-        entry.paused = False
-        compat.setReceiverEnabled(entry.receiver, True)
-        if entry.track.kind == "video":
-            self.background.spawn(self._requestKeyFrame(entry), "a key frame request")
+        self._receiver(localId).resume()
 
     async def getReceiverStats(self, localId: str) -> StatsReport:
-        entry = self._receiver(localId)
-        report: StatsReport = {}
-        for stats in (await entry.receiver.getStats()).values():
-            values: dict[str, Any] = {k: v for k, v in vars(stats).items() if not k.startswith("_")}
-            values["timestamp"] = values["timestamp"].timestamp() * 1000
-            if values["type"] == "inbound-rtp":
-                values["framesDecoded"] = entry.track.framesDecoded
-                if entry.track.frameWidth is not None:
-                    values["frameWidth"] = entry.track.frameWidth
-                    values["frameHeight"] = entry.track.frameHeight
-            report[values["id"]] = values
+        report = self._receiver(localId).getStats()
+        report.update(await self._conn().getStats())
         return report
 
     async def receiveDataChannel(
@@ -446,15 +287,6 @@ class AiortcHandler(HandlerBase[ScheduledProducer, _Receiver]):
         return options.sctpParameters["maxMessageSize"]
 
     # Internals.
-    async def _requestKeyFrame(self, entry: _Receiver) -> None:
-        """Ask for a key frame as soon as media can flow, so video appears at once."""
-        try:
-            await self._conn().waitConnected()
-        except ConnectionError:
-            return
-        for ssrc in entry.mediaSsrcs:
-            await compat.sendReceiverPli(entry.receiver, ssrc)
-
     def _conn(self) -> TransportConnection:
         self._checkOpen()
         if self._connection is None:

@@ -8,12 +8,40 @@ with an in-memory port that records packets and injects RTCP.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 # One parsed RTCP packet as aiortc's ``aiortc.rtp`` parses them (RtcpSrPacket, RtcpRrPacket,
 # RtcpPsfbPacket, RtcpRtpfbPacket, ...). Kept as Any: aiortc ships no type information here.
 RtcpPacket = Any
 RtcpListener = Callable[[RtcpPacket], Awaitable[None] | None]
+# One parsed RTP packet (``aiortc.rtp.RtpPacket``: ssrc, payload_type, sequence_number,
+# timestamp, marker, payload, extensions.transport_sequence_number, ...).
+RtpPacket = Any
+
+
+@dataclass(frozen=True)
+class RtpRoute:
+    """Which inbound RTP a receiver takes: its SSRCs (media and RTX) with their payload
+    types, and the header extensions to parse (router ids, one set per transport)."""
+
+    ssrcs: tuple[int, ...]
+    payloadTypes: tuple[int, ...]
+    headerExtensions: tuple[tuple[int, str], ...] = ()  # (id, uri)
+
+
+class RtpListener(Protocol):
+    """What the transport calls for a route. Called inline from the transport's receive loop:
+    keep it short and never raise (the transport logs and drops what does)."""
+
+    def onRtp(self, packet: RtpPacket, arrival: float) -> None:
+        """One RTP packet; ``arrival`` is ``time.monotonic()`` when the transport took it."""
+
+    def onRtcp(self, packet: RtcpPacket) -> None:
+        """RTCP from the media's sender about the route's SSRCs (SR, BYE)."""
+
+    def onTransportClosed(self) -> None:
+        """DTLS closed or failed: nothing more will arrive."""
 
 
 class RtpPort(Protocol):
@@ -39,3 +67,7 @@ class RtpPort(Protocol):
     def listenRtcp(self, ssrcs: Sequence[int], listener: RtcpListener) -> Callable[[], None]:
         """Route inbound RTCP about any of ``ssrcs`` to ``listener`` (reports by reportee SSRC,
         PLI/FIR/NACK by media SSRC, REMB by the SSRCs in its list). Returns an unsubscribe."""
+
+    def listenRtp(self, route: RtpRoute, listener: RtpListener) -> Callable[[], None]:
+        """Route inbound RTP matching ``route`` (and the sender's RTCP about its SSRCs) to
+        ``listener``. Returns an unsubscribe."""
