@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,13 +82,15 @@ async def test_the_browser_decodes_frames_pushed_as_numpy_arrays(
     source = VideoSource(640, 360)
 
     async def push() -> None:
+        # 30 fps by the clock (a plain sleep per frame drifts below that on a busy machine).
+        started = time.monotonic()
         index = 0
         while True:
             picture = np.full((360, 640, 3), (30, 160, 90), np.uint8)
             drawFrameNumber(picture, index)
             source.captureFrame(picture)
             index += 1
-            await asyncio.sleep(1 / 30)
+            await asyncio.sleep(max(0.0, started + index / 30 - time.monotonic()))
 
     pusher = asyncio.ensure_future(push())
     try:
