@@ -5,7 +5,8 @@ Starts the local SFU once, then runs every scenario with both clients, one proce
 our send path with py-spy, prints the table and writes ``bench/out/results.json`` and
 ``bench/out/results.png``. Started by ``bench/run``, which prepares both environments.
 
-    .venv/bin/python bench/driver.py [--quick] [--skip-profile] [--only media|data|paths]
+    .venv/bin/python bench/driver.py [--quick] [--skip-profile]
+        [--only media|data|paths|passthrough]
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Settings:
     data64kCount: int
     layerWarmup: float
     layerWindow: float
+    passthroughWarmup: float = 5
 
 
 FULL = Settings(
@@ -253,7 +255,54 @@ def runScenarios(runner: Runner, settings: Settings) -> dict[str, Any]:
         c: runner.run(c, "memory", [*memoryOptions, "--paused"], label="memory-paused")
         for c in CLIENTS
     }
+    results["passthrough"] = runPassthrough(runner, settings)
+    return results
 
+
+# Section 7: the pre-encoded files (made here, never committed) and their encoded twins.
+PASSTHROUGH_FILES = {
+    "480p": {"width": 640, "height": 480, "bitrate": 1_000_000},
+    "720p": {"width": 1280, "height": 720, "bitrate": 2_500_000},
+}
+
+
+def passthroughFile(name: str) -> Path:
+    """An H264 file of the moving test pattern (10 s, 30 fps, a key frame every 2 s)."""
+    from mediasoup_client.media.test_sources import writeTestFile
+
+    spec = PASSTHROUGH_FILES[name]
+    path = OUT / "media" / f"pattern-{name}-{spec['bitrate'] // 1000}k.mp4"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"  making {path.name}", file=sys.stderr)
+        writeTestFile(
+            str(path), width=spec["width"], height=spec["height"], seconds=10, gop=60,
+            bitrate=spec["bitrate"],
+        )  # fmt: skip
+    return path
+
+
+def runPassthrough(runner: Runner, settings: Settings) -> dict[str, Any]:
+    """CPU of one producer sending a file's H264 as it is against one encoding the same
+    pictures at the same bitrate, and the idle floor; one process each, ours only."""
+    print("7. passthrough (pre-encoded H264) against encoding producers", file=sys.stderr)
+    results: dict[str, Any] = {}
+
+    def run(label: str, mode: str, name: str, codec: str = "h264") -> dict[str, Any]:
+        spec = PASSTHROUGH_FILES[name]
+        options = [
+            "--mode", mode, "--file", str(passthroughFile(name)), "--codec", codec,
+            "--max-bitrate", str(spec["bitrate"]), "--width", str(spec["width"]),
+            "--height", str(spec["height"]), "--warmup", str(settings.passthroughWarmup),
+            "--window", str(settings.videoWindow),
+        ]  # fmt: skip
+        return runner.run("ours", "passthrough", options, label=label)
+
+    results["idle"] = run("passthrough-idle", "idle", "480p")
+    for name in PASSTHROUGH_FILES:
+        results[f"passthrough{name}"] = run(f"passthrough-{name}", "passthrough", name)
+        results[f"h264{name}"] = run(f"encode-h264-{name}", "encode", name)
+    results["vp8720p"] = run("encode-vp8-720p", "encode", "720p", codec="vp8")
     return results
 
 
@@ -526,6 +575,7 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
             ours.get("cpuMicrosecondsPerMessage"), theirs.get("cpuMicrosecondsPerMessage"),
             digits=0,
         )  # fmt: skip
+    addPassthroughRows(results.get("passthrough"), add)
     return rows
 
 
@@ -618,6 +668,63 @@ def mediaRows(add: Any, results: dict[str, Any]) -> None:
               else paused[c]["bytesPerTransport"] / 1024 for c in ("ours", "pymediasoup")],
             digits=0, compare=False, note="pymediasoup's aiortc handler cannot pause",
         )  # fmt: skip
+
+
+def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
+    """Section 7: passthrough and encoding side by side (ours only: pymediasoup cannot send
+    pre-encoded media), the ratios against the 1/20 target, and the idle floor."""
+    if not section:
+        return
+    none = {"unsupported": "pymediasoup cannot send pre-encoded media"}
+
+    def cpu(key: str) -> float | None:
+        value = section.get(key, {}).get("cpuPerSecondMean")
+        return None if value is None else float(value)
+
+    def sent(key: str) -> str:
+        result = section.get(key, {})
+        if "error" in result:
+            return ""
+        return (
+            f"{result.get('framerate', 0):.1f} fps, "
+            f"{result.get('bitratePerStream', 0) / 1000:.0f} kbps, "
+            f"{result.get('encoderImplementation')}"
+        )
+
+    floor = cpu("idle")
+    for name, size in (("480p", "640x480"), ("720p", "1280x720")):
+        encoders = [("h264", "libx264")]
+        if name == "720p":
+            encoders.append(("vp8", "libvpx, the default codec"))
+        passthrough = f"passthrough{name}"
+        add(
+            f"7 {size}@30 H264 file, passthrough", "mean CPU s/s", section.get(passthrough, {}),
+            none, cpu(passthrough), None, digits=4, compare=False, note=sent(passthrough),
+        )  # fmt: skip
+        for codec, label in encoders:
+            key = f"{codec}{name}"
+            add(
+                f"7 same pictures, encoding ({label})", "mean CPU s/s", section.get(key, {}), none,
+                cpu(key), None, digits=4, compare=False, note=sent(key),
+            )  # fmt: skip
+            values = (cpu(passthrough), cpu(key), floor)
+            r = ratio(values[0], values[1])
+            net = (
+                ratio(values[0] - values[2], values[1] - values[2])  # type: ignore[operator]
+                if None not in values
+                else None
+            )
+            add(
+                f"7 passthrough / {codec.upper()} encoding, {size}", "ratio",
+                section.get(key, {}), none, r, None, target="<= 0.05",
+                met=None if r is None else r <= 0.05, compare=False,
+                note=f"without the idle floor: {fmt(net, 3)}",
+            )  # fmt: skip
+    add(
+        "7 idle floor (connected transport, producer never fed)", "mean CPU s/s",
+        section.get("idle", {}), none, floor, None, digits=4, compare=False,
+        note="ICE/DTLS keep-alives, RTCP, the benchmark's own stats requests",
+    )  # fmt: skip
 
 
 def markdownTable(rows: list[dict[str, Any]]) -> str:
@@ -767,8 +874,8 @@ def main() -> int:
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["media", "data", "paths"],
-        help="run only the media, the data or the connectivity-path scenarios",
+        choices=["media", "data", "paths", "passthrough"],
+        help="run only the media scenarios, the data one, the connectivity paths or passthrough",
     )
     parser.add_argument(
         "--skip-browser",
@@ -777,7 +884,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
-    needed = [PYTHONS["ours"]] if args.only == "paths" else list(PYTHONS.values())
+    needed = [PYTHONS["ours"]] if args.only in ("paths", "passthrough") else list(PYTHONS.values())
     for python in needed:
         if not python.exists():
             print(f"bench: {python} is missing: run bench/run", file=sys.stderr)
@@ -793,12 +900,16 @@ def main() -> int:
         if args.only == "paths":
             results = {"paths": runPaths(runner, settings)}
             profiles: dict[str, Any] = {}
+        elif args.only == "passthrough":
+            results = {"passthrough": runPassthrough(runner, settings)}
+            profiles = {}
         else:
             results = {} if args.only == "data" else runScenarios(runner, settings)
             if args.only != "media":
                 results.update(runDataScenarios(runner, settings))
             if args.only is None:
                 results["paths"] = runPaths(runner, settings)
+                results["passthrough"] = runPassthrough(runner, settings)
             if not args.skip_browser and args.only != "data":
                 results["layerQuality"] = runLayerQuality(runner, settings)
             skipProfile = args.skip_profile or args.only == "data"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fractions
 import itertools
 import json
 import logging
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from clients import BenchClient, ProducerInfo, SendTransport, makeClient
 from data_producer import message as producerMessage
 from measure import (
@@ -339,6 +341,138 @@ async def memory(client: BenchClient, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+# 7. A pre-encoded (passthrough) video producer against an encoding one.
+async def passthrough(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """One video producer of ``--file`` (ours only): ``--mode passthrough`` sends the file's
+    H264 access units as they are (EncodedVideoSource, looping); ``encode`` sends the same
+    pictures (the file's first 2 s, decoded once before measuring and replayed at 30 fps, so
+    the source costs nothing) through our ``--codec`` encoder at ``--max-bitrate``; ``idle``
+    has a connected transport and a producer that is never fed (the process's floor: ICE,
+    RTCP, these stats requests). CPU and rates are medians of 1 s intervals after warm-up."""
+    if client.name != "ours":
+        return {"unsupported": f"{client.name} cannot send pre-encoded media"}
+    from mediasoup_client.media import EncodedVideoSource, VideoSource
+
+    wire = WireCounter()
+    wire.install()
+    transport = await client.createSendTransport()
+    track: Any
+    if args.mode == "passthrough":
+        track = EncodedVideoSource(args.file, loop=True)
+    elif args.mode == "encode":
+        track = _ReplayedFrames(args.file, seconds=2.0)
+    else:
+        track = VideoSource(args.width, args.height)
+    encodings = [{"maxBitrate": args.max_bitrate}] if args.mode == "encode" else None
+    codecOptions = (
+        {"videoGoogleStartBitrate": args.max_bitrate // 1000} if args.mode == "encode" else None
+    )
+    try:
+        producer = await _produceH264(transport, track, encodings, codecOptions, args.codec)
+        await asyncio.sleep(args.warmup)
+        before = await _outbound(producer)
+        started = time.monotonic()
+        window = await sampleSeconds(client, [producer], wire, args.window)
+        after = await _outbound(producer)
+        elapsed = time.monotonic() - started
+    finally:
+        await transport.close()
+        track.stop()
+    result = summarise(window, [producer])
+    layer = result["producers"][0]["layers"][0]
+    seconds = sum(i.seconds for i in window.intervals)
+    result.update(
+        # The mean over the window: a 1 s interval's figure has the kernel's 10 ms tick as
+        # resolution, too coarse for a producer that uses 1-3 % of a core.
+        cpuPerSecondMean=sum(i.cpuPerSecond * i.seconds for i in window.intervals) / seconds,
+        mode=args.mode,
+        file=args.file,
+        codec=producer.handle.rtpParameters["codecs"][0]["mimeType"],
+        encoderImplementation=after.get("encoderImplementation"),
+        bitratePerStream=layer["bitrate"] or 0,
+        # Frames sent, from the producer's own counters (our send path does not go through
+        # the RTCDtlsTransport method WireCounter hooks).
+        framerate=(after.get("framesSent", 0) - before.get("framesSent", 0)) / elapsed,
+        packetRate=layer["packetRate"] or 0,
+        lost=layer["lost"],
+    )
+    return result
+
+
+async def _outbound(producer: ProducerInfo) -> dict[str, Any]:
+    stats = await producer.handle.getStats()
+    entries = [s for s in stats.values() if s["type"] == "outbound-rtp"]
+    return dict(entries[0]) if entries else {}
+
+
+class _ReplayedFrames(MediaStreamTrack):
+    """The first ``seconds`` of a file's pictures, decoded once, replayed forever at the file's
+    frame rate with increasing timestamps."""
+
+    kind = "video"
+
+    def __init__(self, path: str, *, seconds: float) -> None:
+        import av
+
+        super().__init__()
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or 30)
+            self._frames = []
+            for frame in container.decode(stream):
+                self._frames.append(frame)
+                if len(self._frames) >= seconds * rate:
+                    break
+        self._interval = 1 / rate
+        self._index = 0
+        self._started: float | None = None
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        await asyncio.sleep(max(0.0, self._started + self._index * self._interval - now))
+        frame = self._frames[self._index % len(self._frames)]
+        frame.pts = round(self._index * self._interval * 90000)
+        frame.time_base = fractions.Fraction(1, 90000)
+        self._index += 1
+        return frame
+
+
+async def _produceH264(
+    transport: SendTransport,
+    track: Any,
+    encodings: list[dict[str, Any]] | None,
+    codecOptions: dict[str, Any] | None,
+    codec: str,
+) -> ProducerInfo:
+    """Our transport's produce(): the encoder gets ``codec`` (h264: constrained baseline, or
+    vp8); a pre-encoded source picks its own."""
+    ours: Any = transport._transport  # type: ignore[attr-defined]
+    options: dict[str, Any] = {"track": track}
+    if encodings:
+        options["encodings"] = encodings
+    if codecOptions:
+        options["codecOptions"] = codecOptions
+    if not hasattr(track, "encodedStream") and codec == "h264":
+        options["codec"] = {
+            "kind": "video",
+            "mimeType": "video/H264",
+            "clockRate": 90000,
+            "parameters": {"packetization-mode": 1, "profile-level-id": "42e01f"},
+        }
+    elif not hasattr(track, "encodedStream"):
+        options["codec"] = {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000}
+    producer = await ours.produce(**options)
+    return ProducerInfo(
+        id=producer.id,
+        kind=producer.kind,
+        ssrcs=[int(e["ssrc"]) for e in producer.rtpParameters["encodings"]],
+        payloadType=int(producer.rtpParameters["codecs"][0]["payloadType"]),
+        handle=producer,
+    )
 # 6. Data channel throughput: what a DataConsumer receives from a bursting DataProducer.
 async def dataThroughput(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
     """One DataConsumer (this client) of one DataProducer in the same room: always our client,
@@ -444,6 +578,7 @@ SCENARIOS = {
     "video": video,
     "opus": opusCapacity,
     "memory": memory,
+    "passthrough": passthrough,
     "data": dataThroughput,
 }
 
@@ -493,6 +628,14 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--policy", default=None, help="first-rtp-path: iceTransportPolicy")
     parser.add_argument("--force-tcp", action="store_true", help="first-rtp-path: TCP only")
     parser.add_argument("--ca-file", default="", help="first-rtp-path: trust for turns:")
+    parser.add_argument(
+        "--mode", choices=("passthrough", "encode", "idle"), default="passthrough",
+        help="passthrough: the file as it is; encode: its pictures through our encoder",
+    )  # fmt: skip
+    parser.add_argument("--file", help="passthrough: an H264 file (bench/driver.py makes one)")
+    parser.add_argument(
+        "--codec", choices=("h264", "vp8"), default="h264", help="passthrough --mode encode"
+    )
     parser.add_argument("--count", type=int, default=10_000, help="data: messages")
     parser.add_argument("--sizes", choices=["mixed", "64k"], default="mixed", help="data")
     parser.add_argument(

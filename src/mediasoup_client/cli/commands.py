@@ -41,6 +41,7 @@ EXIT_NOTHING_RECEIVED = 3
 
 async def produce(args: argparse.Namespace) -> int:
     # Everything that can be checked without a network fails here, before anything starts.
+    _checkPassthrough(args)
     sourceSize = _size(args)
     encodings = videoEncodings(
         simulcast=args.simulcast,
@@ -76,6 +77,7 @@ async def produce(args: argparse.Namespace) -> int:
         fps=args.fps,
         stereo=args.opus_stereo,
         loop=args.loop,
+        passthrough=args.passthrough,
     )
 
     async with contextlib.AsyncExitStack() as stack:
@@ -417,6 +419,29 @@ def _finish(
 def _nothingReceived(record: RunRecord) -> bool:
     layers = [layer for totals in record.totals.values() for layer in totals.values()]
     return bool(layers) and all(layer.packetCount == 0 for layer in layers)
+
+
+def _checkPassthrough(args: argparse.Namespace) -> None:
+    if not args.passthrough:
+        return
+    if not args.file:
+        raise CliError("--passthrough sends a --file as it is: give --file")
+    asked = [
+        option
+        for option, value in (
+            ("--simulcast", args.simulcast),
+            ("--encodings", args.encodings),
+            ("--max-bitrate", args.max_bitrate),
+            ("--opus-fec", args.opus_fec),
+            ("--opus-dtx", args.opus_dtx),
+            ("--opus-ptime", args.opus_ptime),
+        )
+        if value
+    ]
+    if asked:
+        raise CliError(
+            f"--passthrough sends the file as it is: {', '.join(asked)} would need an encoder"
+        )
 
 
 def _size(args: argparse.Namespace) -> tuple[int, int, float]:

@@ -128,6 +128,12 @@ def buildParser() -> argparse.ArgumentParser:
     )
     source.add_argument("--loop", action="store_true", help="loop --file")
     source.add_argument(
+        "--passthrough",
+        action="store_true",
+        help="with --file: send its H264/VP8 video (and Opus audio) as they are, no decoding "
+        "and no encoding",
+    )
+    source.add_argument(
         "--device", action="store_true", help="camera and microphone (Linux: v4l2 + ALSA)"
     )
     source.add_argument("--video-device", default="/dev/video0", metavar="PATH")

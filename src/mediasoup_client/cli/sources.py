@@ -47,11 +47,16 @@ def openSources(
     fps: float | None = None,
     stereo: bool = False,
     loop: bool = False,
+    passthrough: bool = False,
 ) -> Sources:
     if not audio and not video:
         raise CliError("--no-audio and --no-video leave nothing to produce")
     if file is not None and device:
         raise CliError("give either --file or --device, not both")
+    if passthrough and file is None:
+        raise CliError("--passthrough needs --file")
+    if file is not None and passthrough:
+        return _passthroughSources(file, audio=audio, video=video, loop=loop)
     if file is not None:
         return _fileSources(file, audio=audio, video=video, loop=loop)
     w, h, rate = _size(width, height, fps)
@@ -105,6 +110,39 @@ def _fileSources(path: str, *, audio: bool, video: bool, loop: bool) -> Sources:
         if unused is not None:
             unused.stop()
     return Sources(video=videoTrack, audio=audioTrack, label=path, players=[player])
+
+
+def _passthroughSources(path: str, *, audio: bool, video: bool, loop: bool) -> Sources:
+    """The file's video (H264/VP8) and Opus audio as they are; other audio is decoded and
+    encoded to Opus (the router takes Opus only)."""
+    from ..errors import UnsupportedError
+    from ..media import EncodedMediaPlayer
+
+    isUrl = "://" in path
+    if not isUrl and not Path(path).is_file():
+        raise CliError(f"no such media file: {path}")
+    try:
+        player = EncodedMediaPlayer(path, loop=loop and not isUrl, video=video, audio=audio)
+    except (TypeError, UnsupportedError) as error:
+        raise CliError(f"cannot send {path} as it is: {error}") from None
+    if video and player.video is None:
+        player.stop()
+        raise CliError(f"{path} has no video stream to send as it is")
+    parts = [f"{path} (passthrough {player.video.mimeType})" if player.video else path]
+    sources = Sources(video=player.video, audio=player.audio, label="", players=[])
+    if audio and player.audio is None and player.audioCodec is not None:
+        # Not Opus: this part is decoded and encoded.
+        decoded = _openPlayer(path, loop=loop and not isUrl)
+        if decoded.video is not None:
+            decoded.video.stop()
+        sources.audio = decoded.audio
+        sources.players.append(decoded)
+        parts.append(f"{player.audioCodec} audio encoded to Opus")
+    if sources.video is None and sources.audio is None:
+        player.stop()
+        raise CliError(f"{path} has no audio stream")
+    sources.label = ", ".join(parts)
+    return sources
 
 
 def _deviceSources(

@@ -44,6 +44,8 @@ _LOCAL_VIDEO_FIELDS = (
     "framesPerSecond",
     "targetBitrate",
     "qualityLimitationReason",
+    "framesSent",
+    "encoderImplementation",  # "passthrough" for a pre-encoded source
 )
 
 

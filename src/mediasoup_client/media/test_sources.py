@@ -16,6 +16,7 @@ import fractions
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import av
 import numpy as np
@@ -147,11 +148,7 @@ class PatternVideoTrack(MediaStreamTrack):
         ).reshape(h * 3 // 2, w)
 
     def _drawBarcode(self, y: np.ndarray, index: int) -> None:
-        block = self.width // _BARCODE_BITS
-        rows = _barcodeRows(self.height)
-        for bit in range(_BARCODE_BITS):
-            value = 235 if (index >> bit) & 1 else 16
-            y[0:rows, bit * block : (bit + 1) * block] = value
+        drawFrameNumber(y, index)
 
 
 def _barcodeRows(height: int) -> int:
@@ -159,9 +156,24 @@ def _barcodeRows(height: int) -> int:
     return max(2, height // 30)
 
 
+def drawFrameNumber(image: np.ndarray, index: int) -> None:
+    """Draw ``index`` as the 16-bit barcode into the top rows of ``image`` (a luma plane, or an
+    (h, w, channels) RGB-like array: every channel gets the same value)."""
+    height, width = image.shape[0], image.shape[1]
+    block = width // _BARCODE_BITS
+    rows = _barcodeRows(height)
+    for bit in range(_BARCODE_BITS):
+        value = 235 if (index >> bit) & 1 else 16
+        image[0:rows, bit * block : (bit + 1) * block] = value
+
+
 def readFrameNumber(frame: av.VideoFrame) -> int:
     """The frame number a ``PatternVideoTrack`` drew into ``frame`` (after decoding)."""
-    luma = frame.to_ndarray(format="gray")
+    return readFrameNumberFromLuma(frame.to_ndarray(format="gray"))
+
+
+def readFrameNumberFromLuma(luma: np.ndarray) -> int:
+    """The barcode's number in a decoded luma plane (or a gray image), as ``readFrameNumber``."""
     width = luma.shape[1]
     block = width // _BARCODE_BITS
     rows = _barcodeRows(luma.shape[0])
@@ -235,3 +247,63 @@ class ToneAudioTrack(MediaStreamTrack):
         frame.pts = start
         frame.time_base = fractions.Fraction(1, self.sample_rate)
         return frame
+
+
+def writeTestFile(
+    path: str,
+    *,
+    codec: str = "h264",
+    width: int = 320,
+    height: int = 240,
+    fps: int = 30,
+    seconds: float = 3.0,
+    gop: int = 30,
+    profile: str = "baseline",
+    bframes: int = 0,
+    bitrate: int = 600_000,
+    audio: bool = False,
+) -> str:
+    """Write ``seconds`` of the moving pattern (frame numbers as barcodes) to ``path`` with PyAV:
+    ``codec`` h264 (libx264, ``profile``, ``bframes``) or vp8 (libvpx), a key frame every
+    ``gop`` frames; ``audio`` adds a 440 Hz Opus tone. The container follows the extension
+    (.mp4, .mkv, .webm, .ivf...). For tests, examples and benchmarks: media is made, never
+    committed."""
+    container: Any = av.open(path, "w")
+    try:
+        encoder = {"h264": "libx264", "vp8": "libvpx"}[codec]
+        stream: Any = container.add_stream(encoder, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.bit_rate = bitrate
+        options = {"g": str(gop), "keyint_min": str(gop)}
+        if codec == "h264":
+            options.update(
+                {"profile": profile, "bf": str(bframes), "preset": "veryfast", "sc_threshold": "0"}
+            )
+        stream.codec_context.options = options
+        tone: Any = None
+        if audio:
+            tone = container.add_stream("libopus", rate=48000)
+            tone.layout = "mono"
+        pattern = PatternVideoTrack(width, height, fps, paced=False)
+        sound = ToneAudioTrack(440, 48000, 1, paced=False)
+        frames = round(seconds * fps)
+        audio_frames = round(seconds * 50)
+        for index in range(frames):
+            frame = pattern.nextFrame()
+            frame.pts = index
+            frame.time_base = fractions.Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            while tone is not None and sound._position < (index + 1) * 48000 / fps:
+                if sound._position >= audio_frames * 960:
+                    break
+                for packet in tone.encode(sound.nextFrame()):
+                    container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+        if tone is not None:
+            for packet in tone.encode(None):
+                container.mux(packet)
+    finally:
+        container.close()
+    return path

@@ -48,6 +48,11 @@ from .connection import TransportConnection
 from .receive import ConsumerReceiver, TransportFeedbackSender, getRecvRtpCapabilities
 from .send import getSendRtpCapabilities
 from .send.config import sendConfig
+from .send.passthrough import (
+    checkTrackReplacement,
+    passthroughPipelineFactory,
+    passthroughSendOptions,
+)
 from .send.producer_sender import PauseMode, ProducerSender
 from .send.scheduler import ScheduledProducer, SendScheduler
 
@@ -144,6 +149,9 @@ class AiortcHandler(HandlerBase[ScheduledProducer, ConsumerReceiver]):
     async def send(self, options: HandlerSendOptions) -> HandlerSendResult:
         connection = self._conn()
         localId = self._nextLocalId()
+        passthrough = passthroughSendOptions(options, self._runOptions().extendedRtpCapabilities)
+        if passthrough is not None:  # a pre-encoded track: its codec, no encoder
+            options = passthrough[0]
         rtpParameters = self._sendRtpParameters(options, localId)
         config = sendConfig(copy.deepcopy(rtpParameters), options.codecOptions)
         await self._connectOnce()
@@ -155,6 +163,7 @@ class AiortcHandler(HandlerBase[ScheduledProducer, ConsumerReceiver]):
                 disableTrackOnPause=options.disableTrackOnPause,
                 zeroRtpOnPause=options.zeroRtpOnPause,
             ),
+            pipelineFactory=passthroughPipelineFactory(passthrough[1]) if passthrough else None,
         )
         def onTrackEnded() -> None:
             self.emit("@trackended", localId)
@@ -176,6 +185,7 @@ class AiortcHandler(HandlerBase[ScheduledProducer, ConsumerReceiver]):
         self._sender(localId).resume()
 
     async def replaceTrack(self, localId: str, track: MediaTrack | None) -> None:
+        checkTrackReplacement(self._sender(localId).sender.pipeline, track)
         await self._sender(localId).replaceTrack(track)
 
     async def setMaxSpatialLayer(self, localId: str, spatialLayer: int) -> None:

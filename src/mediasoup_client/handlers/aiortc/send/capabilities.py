@@ -64,6 +64,14 @@ def sendCodecs() -> list[RtpCodecCapability]:
         100,
         {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "42e01f"},
     )
+    # Main and High: for pre-encoded H264 (passthrough sends the file's profile). Our encoder
+    # writes Constrained Baseline, which Main and High decoders decode too.
+    for pt, profile in ((102, "4d0034"), (104, "640034")):
+        codecs += _video(
+            "video/H264",
+            pt,
+            {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": profile},
+        )
     return codecs
 
 

@@ -16,6 +16,7 @@ neither, pausing changes nothing on the wire. Resuming starts video with a key f
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -44,7 +45,11 @@ class PauseMode(Enum):
 
 class ProducerSender:
     def __init__(
-        self, config: SendConfig, *, pauseMode: PauseMode = PauseMode.DISABLE_TRACK
+        self,
+        config: SendConfig,
+        *,
+        pauseMode: PauseMode = PauseMode.DISABLE_TRACK,
+        pipelineFactory: Callable[[SendConfig, list[RtpStream]], MediaPipeline] | None = None,
     ) -> None:
         self.config = config
         self.kind = config.kind
@@ -71,7 +76,9 @@ class ProducerSender:
         ]
         self._by_ssrc = {stream.ssrc: stream for stream in self.streams}
         self.pipeline: MediaPipeline = (
-            VideoPipeline(config, self.streams)
+            pipelineFactory(config, self.streams)  # pre-encoded sources (passthrough)
+            if pipelineFactory is not None
+            else VideoPipeline(config, self.streams)
             if config.kind == "video"
             else AudioPipeline(config, self.streams[0])
         )
