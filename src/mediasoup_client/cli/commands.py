@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidStateError, UnsupportedError
+from ..netem import RelayProcess
 from ..producer import Producer
 from ..signaling.protoo import ProtooError
 from ..signaling.room_client import RoomClient
 from . import local_room
 from .controls import NEXT_LAYER
+from .impair import relayFigures, startRelay
 from .options import (
     CliError,
     audioCodecOptions,
@@ -87,8 +89,13 @@ async def produce(args: argparse.Namespace) -> int:
             local_room.publish(sfu.port)
             stack.callback(local_room.unpublish)
             url = sfu.url_for(args.room or randomId(), randomId())
+        relay, hook = await startRelay(args.impair, stack, direction="send")
         client = await joinRoom(
-            url, handlerFactory=handlerFactory, displayName=args.display_name, consume=False
+            url,
+            handlerFactory=handlerFactory,
+            displayName=args.display_name,
+            consume=False,
+            transportInfoHook=hook,
         )
         stack.push_async_callback(client.close)
         receiverClient: RoomClient | None = None
@@ -106,7 +113,7 @@ async def produce(args: argparse.Namespace) -> int:
             stack.push_async_callback(receiver.close)
         producers = await _produceAll(client, sources, args, encodings, codecOptions)
         outcome = await _runProducers(
-            client, producers, sources, args, url, receiverClient, receiver
+            client, producers, sources, args, url, receiverClient, receiver, relay
         )
     # Everything is closed here: the recording is complete, the SFU stopped.
     return _finish(outcome, args, producing=args.engine != "fake", receiver=receiver)
@@ -133,8 +140,13 @@ async def consume(args: argparse.Namespace) -> int:
         )
     handlerFactory = engineFactory(args.engine)
     async with contextlib.AsyncExitStack() as stack:
+        relay, hook = await startRelay(args.impair, stack, direction="recv")
         client = await joinRoom(
-            url, handlerFactory=handlerFactory, displayName=args.display_name, produce=False
+            url,
+            handlerFactory=handlerFactory,
+            displayName=args.display_name,
+            produce=False,
+            transportInfoHook=hook,
         )
         stack.push_async_callback(client.close)
         receiver = Receiver(client, record=args.record, snapshot=args.snapshot)
@@ -173,6 +185,8 @@ async def consume(args: argparse.Namespace) -> int:
             recording = receiver.recordingStats()
             if recording is not None:
                 tick["recording"] = recording
+            if relay is not None:
+                tick["impairment"] = await relayFigures(relay)
             return tick
 
         paused = {"value": False}
@@ -242,6 +256,7 @@ async def _runProducers(
     url: str,
     receiverClient: RoomClient | None,
     receiver: Receiver | None,
+    relay: RelayProcess | None = None,
 ) -> Outcome:
     sampler = Sampler()
     video = [p for p in producers if p.kind == "video"]
@@ -267,6 +282,8 @@ async def _runProducers(
             recording = receiver.recordingStats()
             if recording is not None:
                 tick["recording"] = recording
+        if relay is not None:
+            tick["impairment"] = await relayFigures(relay)
         return tick
 
     async def onKey(key: str) -> None:

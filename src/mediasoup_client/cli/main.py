@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from .. import __version__
+from .impair import impairSpec
 from .options import OPUS_PTIMES, VIDEO_CODECS, CliError, parseBitrate
 
 PROG = "mediasoup-client"
@@ -101,6 +102,13 @@ def buildParser() -> argparse.ArgumentParser:
         choices=("aiortc", "fake"),
         default="aiortc",
         help="media engine: aiortc (real media, default) or fake (signaling only, no media)",
+    )
+    common.add_argument(
+        "--impair",
+        type=impairSpec,
+        metavar="SPEC",
+        help="through an impairment relay on 127.0.0.1, e.g. 'loss=5%%,delay=40ms,rate=600k' or "
+        "'up:rate=600k;down:loss=2%%' (up = this peer to the router); see the README",
     )
     common.add_argument("--display-name", default="mediasoup-client-python", metavar="NAME")
     common.add_argument("--debug", action="store_true", help="debug logs and tracebacks")

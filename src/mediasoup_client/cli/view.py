@@ -76,6 +76,13 @@ def _header(tick: dict[str, Any], header: dict[str, Any]) -> RenderableType:
     states = tick.get("transports") or {}
     if states:
         text.append("transports: " + ", ".join(f"{k} {v}" for k, v in states.items()) + "\n")
+    for direction, link in (tick.get("impairment") or {}).items():
+        dropped = ", ".join(f"{k} {v}" for k, v in link["dropped"].items()) or "none"
+        text.append(
+            f"impaired {direction}: {link['config'] or 'clean'}; packets {link['packetsIn']}, "
+            f"dropped {dropped}, queue {link['queueDelayMs']:g} ms\n",
+            style="magenta",
+        )
     if header.get("command") == "produce":
         text.append("kbit/s: target = encoder target, sent = sent here, router = received\n")
     if header.get("keys"):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,13 +47,25 @@ logger = logging.getLogger(__name__)
 # What the server records about us (mediasoup-demo shows it in its UI).
 DEVICE_INFO = {"flag": "python", "name": "mediasoup-client-python", "version": __version__}
 
+# Called with ("send" | "recv", the server's createWebRtcTransport answer) before each transport
+# is created; returns the answer to use (e.g. ``netem.transportInfoHook``: candidates that go
+# through an impairment relay).
+TransportInfoHook = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
 
 class RoomClient(EnhancedEventEmitter):
     """A joined peer. Create it with ``await RoomClient.join(url)``."""
 
-    def __init__(self, protoo: ProtooPeer, device: Device, url: str) -> None:
+    def __init__(
+        self,
+        protoo: ProtooPeer,
+        device: Device,
+        url: str,
+        transportInfoHook: TransportInfoHook | None = None,
+    ) -> None:
         super().__init__()
         self._protoo = protoo
+        self._transportInfoHook = transportInfoHook
         self._device = device
         self._url = url
         query = parse_qs(urlsplit(url).query)
@@ -89,13 +101,19 @@ class RoomClient(EnhancedEventEmitter):
         consume: bool = True,
         sctp: bool = True,
         connectTimeout: float = 10.0,
+        transportInfoHook: TransportInfoHook | None = None,
     ) -> RoomClient:
         """Connect to ``url`` and join its room. ``ConnectionError`` when the server cannot be
         reached, ``ProtooError`` when it refuses a step; nothing is left open on failure."""
         protoo = await ProtooPeer.connect(url, timeout=connectTimeout)
         client: RoomClient | None = None
         try:
-            client = cls(protoo, device if device is not None else Device(handlerFactory), url)
+            client = cls(
+                protoo,
+                device if device is not None else Device(handlerFactory),
+                url,
+                transportInfoHook,
+            )
             await client._join(displayName=displayName, produce=produce, consume=consume, sctp=sctp)
         except BaseException:
             if client is not None:
@@ -243,6 +261,8 @@ class RoomClient(EnhancedEventEmitter):
                 "sctpCapabilities": sctpCapabilities,
             },
         )
+        if self._transportInfoHook is not None:
+            info = await self._transportInfoHook(direction, info)
         options = {
             "id": info["id"],
             "iceParameters": info["iceParameters"],
