@@ -8,7 +8,8 @@ streams, RTCP routing by SSRC to our senders, and credential-only ICE restarts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aioice import stun
@@ -25,6 +26,8 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import is_rtcp
 
 PINNED_AIORTC = "1.16.0"
+
+logger = logging.getLogger(__name__)
 
 
 def setIceControlling(gatherer: RTCIceGatherer, controlling: bool) -> None:
@@ -109,6 +112,34 @@ def addRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any, ssrcs: Iterable[int
 
 def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
     dtls._rtp_router.unregister_sender(recipient)
+
+
+def tapRtcp(dtls: RTCDtlsTransport, listener: Callable[[bytes], None]) -> Callable[[], None]:
+    """Hand every decrypted inbound RTCP datagram to ``listener`` before aiortc parses it
+    (its parser reads any RTPFB as a NACK, so transport-cc feedback is lost there). Wraps the
+    transport's ``_handle_rtcp_data`` on the instance; returns what removes this tap."""
+    taps: list[Callable[[bytes], None]] | None = getattr(dtls, "_msc_rtcp_taps", None)
+    if taps is None:
+        taps = []
+        original = dtls._handle_rtcp_data
+
+        async def handle(data: bytes) -> None:
+            for tap in list(taps):
+                try:
+                    tap(data)
+                except Exception:
+                    logger.exception("RTCP tap failed")
+            await original(data)
+
+        dtls._handle_rtcp_data = handle  # type: ignore[method-assign]
+        dtls._msc_rtcp_taps = taps  # type: ignore[attr-defined]
+    taps.append(listener)
+
+    def remove() -> None:
+        if listener in taps:
+            taps.remove(listener)
+
+    return remove
 
 
 def dtlsStats(dtls: RTCDtlsTransport) -> Any:

@@ -48,7 +48,7 @@ from ...types import (
 )
 from . import compat
 from .connection_state import ConnectionStateMachine, LivenessMonitor, LivenessPolicy
-from .rtp_port import RtcpListener, RtcpPacket
+from .rtp_port import RawRtcpListener, RtcpListener, RtcpPacket
 
 logger = logging.getLogger(__name__)
 
@@ -357,6 +357,9 @@ class TransportConnection(EnhancedEventEmitter):
         recipient = _RtcpRecipient(listener)
         compat.addRtcpRecipient(self._dtls, recipient, ssrcs)
         return lambda: compat.removeRtcpRecipient(self._dtls, recipient)
+
+    def listenRawRtcp(self, listener: RawRtcpListener) -> Callable[[], None]:
+        return compat.tapRtcp(self._dtls, listener)
 
     # Stats.
     async def getStats(self) -> StatsReport:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 # RtcpPsfbPacket, RtcpRtpfbPacket, ...). Kept as Any: aiortc ships no type information here.
 RtcpPacket = Any
 RtcpListener = Callable[[RtcpPacket], Awaitable[None] | None]
+RawRtcpListener = Callable[[bytes], None]
 
 
 class RtpPort(Protocol):
@@ -39,3 +40,8 @@ class RtpPort(Protocol):
     def listenRtcp(self, ssrcs: Sequence[int], listener: RtcpListener) -> Callable[[], None]:
         """Route inbound RTCP about any of ``ssrcs`` to ``listener`` (reports by reportee SSRC,
         PLI/FIR/NACK by media SSRC, REMB by the SSRCs in its list). Returns an unsubscribe."""
+
+    def listenRawRtcp(self, listener: RawRtcpListener) -> Callable[[], None]:
+        """Every inbound RTCP datagram (decrypted, compound) to ``listener``, before it is
+        parsed and routed: the transport's own feedback (transport-cc, which aiortc cannot
+        parse, and REMB) names no sender. Returns an unsubscribe."""

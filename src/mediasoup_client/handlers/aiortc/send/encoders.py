@@ -1,9 +1,11 @@
 """PyAV encoders for the send path: VP8/VP9 (libvpx), H264 (libx264) and Opus (libopus).
 
 Every method here runs in a worker thread (PyAV releases the GIL while encoding), one call at a
-time per encoder. Encoders cannot change bitrate once open (libvpx, libx264 and libopus ignore
-it), so a new bitrate or resolution means a new encoder, whose first frame is a key frame: the
-caller decides how rarely that happens.
+time per encoder. libvpx (VP8, VP9) keeps the bitrate it was opened with (measured: PyAV's
+``bit_rate`` set on the open encoder changes nothing), so there a new bitrate or resolution
+means a new encoder, whose first frame is a key frame: the caller decides how rarely that
+happens. libx264 follows a new ``bit_rate`` on the open encoder (FFmpeg reconfigures x264
+between frames, no key frame), up to the VBV maximum it was opened with.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ OPUS_FRAME_DURATIONS = (10, 20, 40, 60)
 SILENCE_LEVEL = 60
 
 _PICTURE_TYPE = av.video.frame.PictureType
+# libx264 is opened with a VBV maximum this far above its bitrate, so the bitrate can rise that
+# much on the open encoder.
+H264_LIVE_HEADROOM = 1.5
 
 
 @functools.cache
@@ -114,7 +119,10 @@ class VideoEncoder:
         self._width = 0
         self._height = 0
         self._bitrate = 0
+        self._opened_bitrate = 0  # the VBV maximum of an open libx264 encoder
         self._frame_index = 0  # frames handed to the open encoder
+        self.rebuilds = 0  # encoders opened (each starts with a key frame)
+        self.liveChanges = 0  # bitrate changes applied to the open encoder
         self.implementation = {
             "video/vp8": "libvpx",
             "video/vp9": "libvpx-vp9",
@@ -124,6 +132,11 @@ class VideoEncoder:
     @property
     def bitrate(self) -> int:
         return self._bitrate
+
+    @property
+    def changesBitrateLive(self) -> bool:
+        """Whether a new bitrate applies to the open encoder (no new encoder, no key frame)."""
+        return self.mimeType == "video/h264"
 
     @property
     def atPatternStart(self) -> bool:
@@ -143,6 +156,16 @@ class VideoEncoder:
         """Encode ``frame`` (yuv420p, owned by the caller: its pts and picture type are set
         here). ``pts`` is in 1/90000 s and must increase."""
         width, height = frame.width, frame.height
+        if (
+            self._codec is not None
+            and (width, height) == (self._width, self._height)
+            and bitrate != self._bitrate
+            and self.changesBitrateLive
+            and bitrate <= self._opened_bitrate
+        ):
+            self._codec.bit_rate = bitrate
+            self._bitrate = bitrate
+            self.liveChanges += 1
         if self._codec is None or (width, height, bitrate) != (
             self._width,
             self._height,
@@ -231,7 +254,9 @@ class VideoEncoder:
                 "profile": "baseline",
                 "forced-idr": "1",
                 "x264-params": "scenecut=0:repeat-headers=1",
-                "maxrate": rate,
+                # The VBV peak leaves room for live rises (bit_rate follows the estimate up to
+                # it without a new encoder); the buffer stays half a second of the start rate.
+                "maxrate": str(int(bitrate * H264_LIVE_HEADROOM)),
                 "bufsize": str(bitrate // 2),
             }
         if self._pattern is not None:
@@ -240,6 +265,10 @@ class VideoEncoder:
         self._codec = codec
         self._frame_index = 0
         self._width, self._height, self._bitrate = width, height, bitrate
+        self._opened_bitrate = (
+            int(bitrate * H264_LIVE_HEADROOM) if self.mimeType == "video/h264" else bitrate
+        )
+        self.rebuilds += 1
 
 
 def opusFrameDuration(ptime: int | float | None) -> int:
