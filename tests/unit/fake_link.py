@@ -1,9 +1,9 @@
 """A bottleneck link and a receiver that answers like mediasoup's, on the fake clock.
 
-Every RTP packet the send path puts on a ``FakeRtpPort`` enters a tail-drop FIFO drained at
-``rate`` (bits/s, counting IP/UDP/SRTP overhead as the sender's estimate does), then travels
-``delay`` seconds. Packets that find the queue holding more than ``queue`` seconds are
-dropped. Every ``feedbackInterval`` the receiver sends transport-wide feedback for what has
+Every RTP packet the send path puts on a ``FakeRtpPort`` enters a tail-drop FIFO drained by a
+token bucket at ``rate`` (bits/s, counting IP/UDP/SRTP overhead as the sender's estimate
+does; ``bucket`` bytes deep, as tbf and the impairment relay have), then travels ``delay``
+seconds. Packets that find the queue holding more than ``queue`` seconds are dropped. Every ``feedbackInterval`` the receiver sends transport-wide feedback for what has
 arrived, with 1 ms arrival times and the previous feedback's last packet as the reference,
 as mediasoup 3.8.4 does; optionally a NACK for what it found missing, and receiver reports
 with LSR/DLSR so the sender learns the round trip. The link can change rate at any time.
@@ -57,6 +57,7 @@ class FakeLink:
         *,
         rate: float = 10_000_000,
         queue: float = 0.1,
+        bucket: int = 3000,
         delay: float = 0.02,
         feedbackInterval: float = 0.1,
         rtx: dict[int, int] | None = None,
@@ -66,6 +67,9 @@ class FakeLink:
         self.port = port
         self.rate = rate
         self.queue = queue
+        self.bucket = bucket
+        self._tokens = float(bucket)
+        self._tokens_at = clock.now()
         self.delay = delay
         self.feedbackInterval = feedbackInterval
         # RTX SSRC -> media SSRC: when given, the receiver NACKs what it misses on those
@@ -112,8 +116,22 @@ class FakeLink:
             stats.packetsDropped += 1
             stats.droppedBySsrc[ssrc] = stats.droppedBySsrc.get(ssrc, 0) + 1
             return
-        self._free_at = max(self._free_at, now) + size * 8 / self.rate
-        arrival = self._free_at + self.delay
+        start = max(self._free_at, now)
+        # Tokens refill at the rate up to the bucket; a packet leaves once it has its size.
+        self._tokens = min(
+            float(max(self.bucket, size)),
+            self._tokens + (start - self._tokens_at) * self.rate / 8,
+        )
+        self._tokens_at = start
+        if self._tokens >= size:
+            self._tokens -= size
+            departure = start
+        else:
+            departure = start + (size - self._tokens) * 8 / self.rate
+            self._tokens = 0.0
+            self._tokens_at = departure
+        self._free_at = departure
+        arrival = departure + self.delay
         stats.bytesDelivered += size
         sequence = sent.packet.extensions.transport_sequence_number
         rtp_sequence = sent.packet.sequence_number

@@ -334,14 +334,17 @@ def test_controller_in_remb_mode_limits_by_remb_and_receiver_report_loss():
 # Probing.
 
 
-def test_initial_probes_are_3x_and_6x_the_start_capped_by_demand():
+def test_initial_probe_is_3x_the_start_then_twice_each_result_capped_by_demand():
     controller = ProbeController(300_000)
     clusters = controller.onDemand(3_000_000, 0.0)
-    assert [c.bitrate for c in clusters] == [900_000, 1_800_000]
-    # At least 40 ms and 10 kB each: past a shaper's burst allowance.
-    assert all(c.minBytes == max(10_000, int(c.bitrate * 0.04 / 8)) for c in clusters)
+    assert [c.bitrate for c in clusters] == [900_000]
+    # At least 40 ms and 8 kB each: past a shaper's burst allowance.
+    assert all(c.minBytes == max(8_000, int(c.bitrate * 0.04 / 8)) for c in clusters)
     # A result close to the last probe: probe further at twice it.
-    assert controller.onEstimate(1_700_000, 0.3) == []  # not a probe's result
+    assert controller.onEstimate(850_000, 0.2) == []  # not a probe's result
+    assert [c.bitrate for c in controller.onEstimate(850_000, 0.2, probeResult=850_000)] == [
+        1_700_000
+    ]
     assert [c.bitrate for c in controller.onEstimate(1_700_000, 0.3, probeResult=1_700_000)] == [
         3_400_000
     ]
@@ -361,7 +364,7 @@ def test_no_probe_when_the_estimate_covers_the_demand():
 def test_limited_probes_only_when_healthy_and_quiet():
     controller = ProbeController(300_000)
     controller.onDemand(2_000_000, 0.0)
-    # Well below 70 % of the 1.8 Mbps probe: no probing further.
+    # Well below 70 % of the 900 kbps probe: no probing further.
     controller.onEstimate(600_000, 0.5, probeResult=600_000)
     assert controller.process(1.6, healthy=True) == []  # just probed
     controller.onBackoff(2.0)

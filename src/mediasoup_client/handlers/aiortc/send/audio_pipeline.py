@@ -180,8 +180,10 @@ class AudioPipeline:
         overhead = int(packets_per_second * AUDIO_PACKET_OVERHEAD * 8)
         return ProducerDemand(key=self, reserved=self.settings.bitrate + overhead)
 
-    def setBitrateBudget(self, budget: int | None, now: float, *, congested: bool = False
-                         ) -> None:  # fmt: skip
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
         return None  # the Opus bitrate is the codec options'
 
     def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:

@@ -206,6 +206,8 @@ class LayerRateGate:
         while offered and now - offered[0][0] > RISE_WINDOW:
             offered.popleft()
         if target == current:
+            if target == 0 and self.suspendedAt is None:
+                self.suspendedAt = now  # held back for bandwidth from the start
             return False
         if force or current == 0:
             # First rate, an explicit change, or coming back: nothing to protect.

@@ -80,9 +80,13 @@ class MediaPipeline(Protocol):
         its active layers)."""
         ...
 
-    def setBitrateBudget(self, budget: int | None, now: float, *, congested: bool = False
-                         ) -> None:  # fmt: skip
-        """The producer's share of the estimate (None: no limit)."""
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
+        """The producer's share of the estimate (None: no limit); ``resumeBudget``: its share
+        of what the link has shown it carries (layers suspended for bandwidth come back only
+        within that)."""
         ...
 
     def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:

@@ -163,9 +163,13 @@ class ProducerSender:
         demand.key = self
         return demand
 
-    def setBitrateBudget(self, budget: int | None, now: float, *, congested: bool = False
-                         ) -> None:  # fmt: skip
-        self.pipeline.setBitrateBudget(budget, now, congested=congested)
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
+        self.pipeline.setBitrateBudget(
+            budget, now, congested=congested, resumeBudget=resumeBudget
+        )
 
     def paddingPackets(self, size: int) -> list[Any]:
         """Padding for a probe, on the lowest stream that can carry it (none: [])."""

@@ -12,6 +12,10 @@ what the pacer releases.
   layers lowest first across producers.
 - When the pacer holds more than ``CONGESTED_QUEUE`` worth of packets, the encoders are over
   budget: they are told so, and come down even by a little.
+- Layers suspended for bandwidth come back only within what the link has shown it carries:
+  ``PROVEN_HEADROOM`` x the acknowledged rate, or a recent probe's result. An estimate that
+  only grew while the sender was application-limited is not proof (measured: resuming on it
+  sent a layer's key frame into a full link, and the layer went again a second later).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ PACING_FACTOR = 1.2
 CONGESTED_QUEUE = 0.15
 RTX_RESERVE_SHARE = 0.25
 RTT_SMOOTHING = 0.25
+PROVEN_HEADROOM = 1.15
+PROBE_PROOF_AGE = 5.0  # seconds a probe's result counts as proof
 
 
 def _payloadSize(packet: OutgoingRtp) -> int:
@@ -182,13 +188,21 @@ class TransportSendCore:
         target = self.congestion.targetBitrate
         reserve = min(RTX_RESERVE_SHARE * target, self.retransmissions.rate(now))
         budgets = allocateTransport(int(target - reserve), demands)
+        proven_target = self.congestion.provenBitrate(now, PROVEN_HEADROOM, PROBE_PROOF_AGE)
+        proven = (
+            allocateTransport(int(min(target, proven_target) - reserve), demands)
+            if proven_target is not None
+            else budgets
+        )
         congested = self.pacer.expectedQueueTime() > CONGESTED_QUEUE
         for sender in self._senders:
             if sender.kind != "video":
                 continue
             budget = budgets.get(sender)
             self._budgets[sender] = budget or 0
-            sender.setBitrateBudget(budget, now, congested=congested)
+            sender.setBitrateBudget(
+                budget, now, congested=congested, resumeBudget=proven.get(sender)
+            )
 
     # Stats.
 

@@ -62,6 +62,7 @@ class VideoPipeline:
         self._muted = False
         self._has_track = True
         self._bitrate_budget: int | None = None  # the transport's share for us (None: no limit)
+        self._resume_budget: int | None = None  # the share the link has shown it carries
         self._congested = False
         # The transport's allocator, told when what we could use changed (it answers with
         # setBitrateBudget); without one the pipeline splits its last budget itself.
@@ -200,11 +201,14 @@ class VideoPipeline:
             demand.layers.append(LayerDemand(layer.index, layer.maxBitrate, minimum))
         return demand
 
-    def setBitrateBudget(self, budget: int | None, now: float, *, congested: bool = False
-                         ) -> None:  # fmt: skip
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
         """This producer's share of the transport's estimate (None: no limit). ``congested``:
         the pacer is backed up, encoders over budget should come down even by a little."""
         self._bitrate_budget = budget
+        self._resume_budget = resumeBudget
         self._congested = congested
         force, forceResuming = self._force, self._force_resuming
         self._force = self._force_resuming = False
@@ -241,7 +245,10 @@ class VideoPipeline:
         if self.onDemandChanged is not None:
             self.onDemandChanged(now)
         else:
-            self.setBitrateBudget(self._bitrate_budget, now, congested=self._congested)
+            self.setBitrateBudget(
+                self._bitrate_budget, now, congested=self._congested,
+                resumeBudget=self._resume_budget,
+            )  # fmt: skip
 
     def _updateCeilings(self) -> None:
         for layer in self.layers:
@@ -261,11 +268,21 @@ class VideoPipeline:
         # The start bitrate is where the transport's estimate starts, not a cap here.
         options = replace(self._budget, startBitrate=None)
         targets = allocate(demands, self._bitrate_budget, options)
+        proven = (
+            allocate(demands, self._resume_budget, options)
+            if self._resume_budget is not None
+            else targets
+        )
         for layer in self.layers:
             gate = layer.gate
             target = targets.get(layer.index, 0)
             if target and gate.current == 0 and gate.suspendedAt is not None and not force:
-                # Back from a bandwidth suspension only once the budget has held for a while.
+                # Back from a bandwidth suspension only once the budget has held for a while,
+                # and only within what the link has shown it carries.
+                if not proven.get(layer.index):
+                    targets[layer.index] = 0
+                    self._resume_since.pop(layer.index, None)
+                    continue
                 since = self._resume_since.setdefault(layer.index, now)
                 if now - since < RESUME_STABLE:
                     targets[layer.index] = 0

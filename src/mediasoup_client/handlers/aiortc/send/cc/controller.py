@@ -63,6 +63,7 @@ class CongestionController:
         self._arrived: deque[tuple[float, int]] = deque()  # (receive time, bytes), media
         self._arrived_bytes = 0
         self._probe_bytes: dict[int, int] = {}
+        self._last_probe_result: tuple[float, float] | None = None
         self._shadow_until = 0.0
         self.probeResults = 0
         self.backoffs = 0
@@ -164,14 +165,35 @@ class CongestionController:
         if result is not None:
             if result.probe:
                 self.probeResults += 1
+                self._last_probe_result = (now, result.bitrate)
                 self.estimate.setBitrate(result.bitrate, now)
                 self.throughput.expectFastChange()
             self.estimate.onDelayBased(result.bitrate, now)
             if result.backedOff:
                 self.backoffs += 1
                 self.probeController.onBackoff(now)
+        before = self.estimate.bitrate
         self.estimate.onLoss(report.lostCount, len(report.results), now)
+        if self.estimate.bitrate < before * 0.99:
+            # Loss backed the estimate off: a queue that is full already shows no delay
+            # trend, so the delay-based rate may not have noticed. It starts again from here.
+            control = self.delayBased.rateControl
+            if control.bitrate > self.estimate.bitrate:
+                control.setEstimate(self.estimate.bitrate, now)
+            self.probeController.onBackoff(now)
         return self.probeController.onEstimate(self.estimate.bitrate, now, probeResult=probe)
+
+    def provenBitrate(self, now: float, headroom: float, probeAge: float) -> float | None:
+        """What the link has shown it carries: ``headroom`` x the acknowledged rate, or a
+        probe's result younger than ``probeAge``; None when there is nothing to go by
+        (without transport feedback, or before the first)."""
+        acked = self.throughput.bitrate
+        if acked is None:
+            return None
+        proven = headroom * acked
+        if self._last_probe_result is not None and now - self._last_probe_result[0] <= probeAge:
+            proven = max(proven, self._last_probe_result[1])
+        return proven
 
     def onRemb(self, bitrate: int, now: float) -> None:
         self.estimate.onRemb(float(bitrate), now)

@@ -8,12 +8,14 @@ the cluster back from the feedback: the rate it was sent at and the rate its las
 arrived at (a token-bucket shaper lets the first kilobytes of a burst through at line speed:
 measured from the first packet, a 600 kbit/s link with a 3 kB bucket looked twice as fast,
 and a probe only a little faster than the link never empties the bucket at all; hence
-clusters of at least ``MIN_PROBE_BYTES``, at twice the estimate or more); when it arrived
+clusters of at least ``MIN_PROBE_BYTES`` (8 kB), at twice the estimate or more); when it arrived
 slower than it was sent the link is saturated and the arrival rate (x 0.95) is the result.
 
 ``ProbeController`` decides when (times in seconds, rates in bps):
-- at the start, when the estimate is below what the producers could use: 3x and 6x the start
-  rate, then (while each result reaches 70 % of what was probed) twice the result;
+- at the start, when the estimate is below what the producers could use: 3x the start rate,
+  then (while each result reaches 70 % of what was probed) twice the result (libwebrtc sends
+  a 6x cluster right behind the 3x one; on a slow link that pair overflowed a 100 ms queue
+  and took an audio packet with it, so the second step waits for the first's result);
 - when the producers' demand grows (a layer or a producer added, a higher max bitrate);
 - while the estimate limits the producers and the link looks healthy (no overuse, little
   loss, no back-off for a while): at twice the estimate, going on exponentially while
@@ -34,7 +36,7 @@ from enum import Enum
 from .history import PacketResult
 
 PROBE_DURATION = 0.04
-MIN_PROBE_BYTES = 10_000
+MIN_PROBE_BYTES = 8_000
 MEASURED_SHARE = 1 / 3  # the tail of the cluster (by bytes) whose arrival rate counts
 MIN_PROBE_PACKETS = 5
 MIN_RECEIVED_SHARE = 0.8
@@ -139,7 +141,7 @@ class ProbeController:
         if self._estimate >= self._demand:
             self._state = _State.DONE
             return []
-        return self._probe(now, [3 * self._start, 6 * self._start], further=True)
+        return self._probe(now, [3 * self._start], further=True)
 
     def _probe(self, now: float, rates: list[float], *, further: bool) -> list[ProbeCluster]:
         ceiling = min(self._max, 2 * self._demand)
