@@ -3,10 +3,13 @@
 Every RTP packet the send path puts on a ``FakeRtpPort`` enters a tail-drop FIFO drained by a
 token bucket at ``rate`` (bits/s, counting IP/UDP/SRTP overhead as the sender's estimate
 does; ``bucket`` bytes deep, as tbf and the impairment relay have), then travels ``delay``
-seconds. Packets that find the queue holding more than ``queue`` seconds are dropped. Every ``feedbackInterval`` the receiver sends transport-wide feedback for what has
-arrived, with 1 ms arrival times and the previous feedback's last packet as the reference,
-as mediasoup 3.8.4 does; optionally a NACK for what it found missing, and receiver reports
-with LSR/DLSR so the sender learns the round trip. The link can change rate at any time.
+seconds. Packets that find the queue holding more than ``queue`` seconds are dropped.
+
+Every ``feedbackInterval`` the receiver sends transport-wide feedback for what has arrived,
+with 1 ms arrival times and the previous feedback's last packet as the reference, as
+mediasoup 3.8.4 does; with ``rtx`` it NACKs what it found missing on the media streams, and
+it sends receiver reports with LSR/DLSR so the sender learns the round trip. The link can
+change rate at any time (``setRate``).
 """
 
 from __future__ import annotations
