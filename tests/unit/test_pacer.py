@@ -9,7 +9,6 @@ import pytest
 from mediasoup_client.handlers.aiortc.send.cc.probing import ProbeCluster
 from mediasoup_client.handlers.aiortc.send.pacer import (
     BURST,
-    MAX_QUEUE_TIME,
     PACKET_OVERHEAD,
     Pacer,
     Priority,
@@ -72,13 +71,28 @@ def test_audio_first_then_retransmissions_then_video():
     assert order == ["r1", "v2"]
 
 
-def test_queue_limit_drains_faster_than_the_pacing_rate():
+def test_queue_limit_drains_faster_than_the_pacing_rate_but_not_while_congested():
     p = pacer(80_000)
     for index in range(40):  # 40 kB at 10 kB/s is 4 s: over the 1 s limit
         p.enqueue(Packet(f"v{index}"), Priority.VIDEO, 0.0)
     sent = run(p, 10.0)
     assert len(sent) == 40
-    assert sent[-1][0] <= MAX_QUEUE_TIME + 0.1
+    # At most MAX_DRAIN_FACTOR x the pacing rate: 15 kB/s.
+    assert 40 / 15 - 0.2 <= sent[-1][0] <= 40 / 15 + 0.1
+    congested = pacer(80_000)
+    congested.drainFaster = False
+    for index in range(40):
+        congested.enqueue(Packet(f"v{index}"), Priority.VIDEO, 0.0)
+    assert run(congested, 10.0)[-1][0] == pytest.approx(3.9, abs=0.05)  # at the pacing rate
+
+
+def test_stale_video_is_dropped_and_counted():
+    p = pacer(8_000)
+    p.enqueue(Packet("old"), Priority.VIDEO, 0.0)
+    p.enqueue(Packet("r"), Priority.RETRANSMISSION, 0.0)
+    p.enqueue(Packet("new"), Priority.VIDEO, 0.9)
+    assert [packet.name for packet in p.dropStale(1.0, maxWait=0.5)] == ["old"]
+    assert p.queuedPackets == 2 and p.packetsDropped == 1 and p.queuedBytes == 2000
 
 
 def test_probe_cluster_sends_at_its_rate_with_padding_when_nothing_is_queued():

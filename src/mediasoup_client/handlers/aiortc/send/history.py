@@ -44,6 +44,10 @@ class SendHistory:
         self._expire(now)
         return self._packets.get(sequenceNumber & 0xFFFF)
 
+    def forget(self, sequenceNumber: int) -> None:
+        """A packet that never left (dropped in the pacer): a NACK for it gets nothing."""
+        self._packets.pop(sequenceNumber & 0xFFFF, None)
+
     def clear(self) -> None:
         self._packets.clear()
 

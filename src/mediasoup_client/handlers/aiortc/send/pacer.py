@@ -11,8 +11,12 @@ Pure: packets and the time go in (``enqueue``), the packets to send now come out
   leave while the debt is under ``BURST`` worth of the rate (so a short burst passes at once
   and a long one is spread). The debt never exceeds ``MAX_DEBT`` worth.
 - Queue limit: when what is queued could not leave within ``MAX_QUEUE_TIME`` of its (average)
-  arrival at the pacing rate, it is drained faster (the encoders overshoot now and then;
-  latency must stay bounded).
+  arrival at the pacing rate, it is drained faster, up to ``MAX_DRAIN_FACTOR`` x the pacing
+  rate (the encoders overshoot now and then; latency must stay bounded) — but only while the
+  link is healthy (``drainFaster``): after a capacity drop the queue holds what was made for
+  the old rate, and draining it faster than the new estimate kept the link overflowing for
+  seconds (measured). Video that waited too long is dropped instead (``dropStale``: its
+  receiver will get a key frame rather than a second of late video).
 - Probes: while a probe cluster is active, packets (queued ones first, then padding) leave at
   the cluster's rate regardless of the budget, each tagged with the cluster id, until the
   cluster's bytes and packet count are reached.
@@ -31,6 +35,8 @@ from .cc.probing import ProbeCluster
 BURST = 0.01  # seconds of the pacing rate that may leave at once
 MAX_DEBT = 0.5
 MAX_QUEUE_TIME = 1.0
+MAX_DRAIN_FACTOR = 1.5
+MAX_VIDEO_WAIT = 1.0
 PACKET_OVERHEAD = 60  # RTP header and extensions, IP, UDP, SRTP: wire bytes beyond the payload
 
 P = TypeVar("P")
@@ -74,6 +80,7 @@ class Pacer(Generic[P]):
     def __init__(self, sizeOf: Callable[[P], int], *, pacingRate: float = 1_000_000) -> None:
         self._size_of = sizeOf
         self.pacingRate = pacingRate
+        self.drainFaster = True
         self._queues: dict[Priority, deque[Queued[P]]] = {p: deque() for p in Priority}
         self._debt = 0.0  # bytes
         self._last: float | None = None
@@ -87,6 +94,7 @@ class Pacer(Generic[P]):
         self.bytesSent = 0
         self.paddingBytesSent = 0
         self.totalQueueTime = 0.0
+        self.packetsDropped = 0  # stale video dropped (dropStale)
 
     # Inputs.
 
@@ -102,6 +110,21 @@ class Pacer(Generic[P]):
 
     def addProbe(self, cluster: ProbeCluster) -> None:
         self._probes.append(_ActiveProbe(cluster))
+
+    def dropStale(self, now: float, maxWait: float = MAX_VIDEO_WAIT) -> list[P]:
+        """Forget new video that waited longer than ``maxWait``; what was dropped."""
+        queue = self._queues[Priority.VIDEO]
+        dropped: list[P] = []
+        while queue and now - queue[0].enqueuedAt > maxWait:
+            item = queue.popleft()
+            self.queuedBytes -= item.size
+            self._enqueued_sum -= item.enqueuedAt
+            dropped.append(item.packet)
+        if dropped and not self._hasAny():
+            self._enqueued_sum = 0.0
+            self.queuedBytes = 0
+        self.packetsDropped += len(dropped)
+        return dropped
 
     def drop(self, keep: Callable[[P], bool]) -> int:
         """Forget queued packets ``keep`` refuses (a stopped producer); how many."""
@@ -119,6 +142,9 @@ class Pacer(Generic[P]):
         return dropped
 
     # Outputs.
+
+    def queuedByPriority(self) -> dict[str, int]:
+        return {p.name.lower(): len(q) for p, q in self._queues.items() if q}
 
     @property
     def queuedPackets(self) -> int:
@@ -211,10 +237,10 @@ class Pacer(Generic[P]):
     def _effectiveRate(self, now: float) -> float:
         rate = self.pacingRate
         count = self.queuedPackets
-        if count and self.queuedBytes > 0:
+        if self.drainFaster and count and self.queuedBytes > 0:
             waited = now - self._enqueued_sum / count
             left = max(0.001, MAX_QUEUE_TIME - waited)
-            rate = max(rate, self.queuedBytes * 8 / left)
+            rate = max(rate, min(MAX_DRAIN_FACTOR * rate, self.queuedBytes * 8 / left))
         return rate
 
     def _payBack(self, now: float) -> None:

@@ -5,9 +5,10 @@
 - Packets are kept only as long as a resend can still help: ``0.2 s + 10 RTT`` (within
   0.5 .. 5 s; a receiver gives up asking after about ten round trips). A NACK for an older one
   is answered by nothing.
-- Resends may take at most ``SHARE`` of the estimate over any second: when loss is heavy,
-  repairing it must not crowd out the media (or the link) — that is how a NACK storm feeds a
-  collapse. They then go through the pacer, ahead of new video.
+- Resends may take at most ``SHARE`` of the estimate over any second (the transport lowers
+  it while the link is congested): when loss is heavy, repairing it must not crowd out the
+  media (or the link) — that is how a NACK storm feeds a collapse. They then go through the
+  pacer, ahead of new video.
 
 Pure: the time comes in as an argument.
 """
@@ -27,6 +28,7 @@ MAX_HISTORY = 5.0
 class RetransmissionBudget:
     def __init__(self, estimate: int = 1_000_000) -> None:
         self.estimate = estimate  # bps
+        self.share = SHARE
         self.rtt: float | None = None
         self._sent: deque[tuple[float, int]] = deque()
         self._bytes = 0
@@ -48,7 +50,7 @@ class RetransmissionBudget:
     def allow(self, size: int, now: float) -> bool:
         """Whether a resend of ``size`` bytes fits now; if so it is counted."""
         self._expire(now)
-        if self._bytes + size > SHARE * self.estimate / 8 * WINDOW:
+        if self._bytes + size > self.share * self.estimate / 8 * WINDOW:
             self.refusedBudget += 1
             return False
         self._sent.append((now, size))

@@ -128,6 +128,7 @@ class RtpStream:
         self.paddingBytesSent = 0
         self.nackedPacketsTooOld = 0  # NACKed after they left the history: not resent
         self.nackedPacketsNotResent = 0  # within an RTT of their last resend, or over budget
+        self.packetsDroppedBeforeSending = 0  # stale in the pacer after a capacity drop
         self.framesSent = 0
         self.nackCount = 0
         self.pliCount = 0
@@ -260,6 +261,12 @@ class RtpStream:
                     )
                 )
         return packets
+
+    def forget(self, packet: OutgoingRtp) -> None:
+        """``packet`` (media) was dropped before it left: never resend it."""
+        if not packet.retransmission and not packet.padding:
+            self._history.forget(packet.sequenceNumber)
+            self.packetsDroppedBeforeSending += 1
 
     @property
     def canPad(self) -> bool:

@@ -272,6 +272,7 @@ class SendScheduler:
             self.core.pacer.drop(lambda packet: False)
             return
         now = self.clock.now()
+        self.core.beforeSending(now)
         sends = self.core.pacer.process(now, self.core.padding)
         if sends:
             wall = self.clock.wallTime()

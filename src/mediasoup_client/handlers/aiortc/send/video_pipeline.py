@@ -295,6 +295,12 @@ class VideoPipeline:
                     targets[layer.index] = min(target, int(minimum * RESUME_FACTOR))
             else:
                 self._resume_since.pop(layer.index, None)
+                if gate.current and target > gate.current and not force:
+                    # Rises too stay within what the link has shown it carries: an estimate
+                    # that grew while we sent less than it says is not proof (measured: a
+                    # rise on it overran a 600 kbit/s link by 10 %).
+                    proof = proven.get(layer.index, 0)
+                    targets[layer.index] = max(gate.current, min(target, proof))
             if layer.index in targets:
                 layer.gate.update(
                     targets[layer.index],
