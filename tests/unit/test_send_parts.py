@@ -257,12 +257,18 @@ def test_rebuild_gate_drops_large_steps_soon_and_rises_rarely():
     assert gate.changes == 7
 
 
-def test_in_place_gate_follows_closely():
+def test_in_place_gate_follows_closely_below_the_opening_rate():
     gate = LayerRateGate(inPlace=True)
     assert gate.update(1_000_000, 0.0)
     assert not gate.update(980_000, 1.0)  # noise
     assert gate.update(900_000, 1.0) and gate.update(1_000_000, 1.3)
     assert not gate.update(800_000, 1.4)  # 0.25 s apart at most
+    assert gate.update(600_000, 2.0) and gate.current == 600_000
+    # Past the rate the encoder was opened at is a rebuild: first back up to it in place,
+    # then beyond it only as a rebuilding encoder would (25 %, after the rebuild interval).
+    assert gate.update(1_500_000, 2.3) and gate.current == 1_000_000
+    assert not gate.update(1_500_000, 2.6)
+    assert gate.update(1_500_000, 2.3 + RISE_WINDOW + 0.1) and gate.current == 1_500_000
 
 
 def test_default_max_bitrate_grows_with_resolution():
@@ -354,3 +360,34 @@ def test_private_copy_of_a_source_frame(size: tuple[int, int]) -> None:
         assert bytes(mine) == bytes(theirs)
     copy.pts = 99
     assert source.pts == 7
+
+
+@pytest.mark.parametrize(("mimeType", "live"), [("video/H264", True), ("video/VP8", False)])
+def test_bitrate_changes_on_an_open_encoder(mimeType: str, live: bool) -> None:
+    """libx264 follows a new bitrate on the open encoder (no new encoder, no key frame);
+    libvpx does not, so there a change means a new encoder and a key frame."""
+    from mediasoup_client.handlers.aiortc.send.encoders import VideoEncoder
+    from mediasoup_client.media.test_sources import PatternVideoTrack
+
+    track = PatternVideoTrack(320, 240, 30, paced=False)
+    encoder = VideoEncoder(mimeType)
+    assert encoder.changesBitrateLive is live
+
+    def run(frames: int, bitrate: int, start: int) -> tuple[int, int]:
+        size = keys = 0
+        for index in range(start, start + frames):
+            frame = track.nextFrame().reformat(format="yuv420p")
+            encoded = encoder.encode(
+                frame, pts=index * 3000, keyFrame=index == 0, bitrate=bitrate, framerate=30
+            )
+            if encoded is not None:
+                size += len(encoded.data)
+                keys += encoded.keyFrame
+        return size, keys
+
+    high, _ = run(60, 1_000_000, 0)
+    low, keys = run(60, 250_000, 60)
+    assert encoder.rebuilds == (1 if live else 2)
+    assert encoder.liveChanges == (1 if live else 0)
+    assert keys == (0 if live else 1)
+    assert low < 0.6 * high

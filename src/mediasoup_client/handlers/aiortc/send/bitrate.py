@@ -21,10 +21,11 @@ Policy (``allocateTransport`` for the transport, ``allocate`` within one produce
   is the lowest layer's minimum. (``videoGoogleStartBitrate`` is where the transport's
   estimate starts, see ``cc/controller.py``.)
 
-Encoders follow their layer's target through ``LayerRateGate``. libx264 takes a new bitrate on
-the open encoder (measured: PyAV's ``bit_rate`` set between frames is followed within a few
-frames, no key frame); libvpx (VP8, VP9) does not (measured: it keeps the rate it was opened
-with), so a change there means a new encoder and a key frame. The gate therefore lets
+Encoders follow their layer's target through ``LayerRateGate``. libx264 takes a lower bitrate
+on the open encoder (measured: PyAV's ``bit_rate`` set between frames is followed within a few
+frames, no key frame), up to the rate it was opened with; libvpx (VP8, VP9) does not
+(measured: it keeps the rate it was opened with), so a change there, like a libx264 rise past
+its opening rate, means a new encoder and a key frame. The gate therefore lets
 in-place encoders follow closely and makes rebuilds rare: large drops at once, small ones
 only while the pacer's queue shows the encoder is over budget, and rises only to the lowest
 target of the last ``RISE_WINDOW`` (what the estimate's sawtooth has kept offering, not its
@@ -195,6 +196,7 @@ class LayerRateGate:
         self.suspendedAt: float | None = None
         self.changes = 0
         self._offered: deque[tuple[float, int]] = deque()  # (time, target), last RISE_WINDOW
+        self._opened = 0  # the rate the encoder was (re)built at: in-place changes stay below
 
     def update(
         self, target: int, now: float, *, force: bool = False, congested: bool = False
@@ -217,9 +219,14 @@ class LayerRateGate:
             return self._apply(0, now)
         since = now - self._last_change if self._last_change is not None else float("inf")
         change = (target - current) / current
-        if self.inPlace:
+        if self.inPlace and target <= self._opened:
             if since >= INPLACE_INTERVAL and abs(change) > INPLACE_THRESHOLD:
                 return self._apply(target, now)
+            return False
+        if self.inPlace and current < self._opened:
+            # Up to the opening rate in place first; past it is a rebuild.
+            if since >= INPLACE_INTERVAL:
+                return self._apply(self._opened, now)
             return False
         if change < 0:
             drop = -change
@@ -238,6 +245,8 @@ class LayerRateGate:
             self.suspendedAt = now
         if target == 0 or self.current == 0:
             self._offered.clear()  # a new run: its rises count from now
+        if not self.inPlace or target > self._opened or self.current == 0:
+            self._opened = target  # a new encoder
         self.current = target
         self._last_change = now
         self.changes += 1

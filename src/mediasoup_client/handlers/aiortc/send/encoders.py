@@ -5,7 +5,9 @@ time per encoder. libvpx (VP8, VP9) keeps the bitrate it was opened with (measur
 ``bit_rate`` set on the open encoder changes nothing), so there a new bitrate or resolution
 means a new encoder, whose first frame is a key frame: the caller decides how rarely that
 happens. libx264 follows a new ``bit_rate`` on the open encoder (FFmpeg reconfigures x264
-between frames, no key frame), up to the VBV maximum it was opened with.
+between frames, no key frame) up to the rate it was opened with (measured: opened with a VBV
+maximum above its bitrate, it ignored the changes; with the two equal, it follows within a
+few frames), so only rises past the opening rate need a new encoder.
 """
 
 from __future__ import annotations
@@ -31,9 +33,6 @@ OPUS_FRAME_DURATIONS = (10, 20, 40, 60)
 SILENCE_LEVEL = 60
 
 _PICTURE_TYPE = av.video.frame.PictureType
-# libx264 is opened with a VBV maximum this far above its bitrate, so the bitrate can rise that
-# much on the open encoder.
-H264_LIVE_HEADROOM = 1.5
 
 
 @functools.cache
@@ -254,9 +253,7 @@ class VideoEncoder:
                 "profile": "baseline",
                 "forced-idr": "1",
                 "x264-params": "scenecut=0:repeat-headers=1",
-                # The VBV peak leaves room for live rises (bit_rate follows the estimate up to
-                # it without a new encoder); the buffer stays half a second of the start rate.
-                "maxrate": str(int(bitrate * H264_LIVE_HEADROOM)),
+                "maxrate": rate,
                 "bufsize": str(bitrate // 2),
             }
         if self._pattern is not None:
@@ -265,9 +262,7 @@ class VideoEncoder:
         self._codec = codec
         self._frame_index = 0
         self._width, self._height, self._bitrate = width, height, bitrate
-        self._opened_bitrate = (
-            int(bitrate * H264_LIVE_HEADROOM) if self.mimeType == "video/h264" else bitrate
-        )
+        self._opened_bitrate = bitrate
         self.rebuilds += 1
 
 
