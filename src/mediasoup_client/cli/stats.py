@@ -95,7 +95,7 @@ class Sampler:
                     "local": localFigures,
                 }
             )
-        figures = {
+        figures: dict[str, Any] = {
             "id": producer.id,
             "kind": producer.kind,
             "codec": _codecOf(producer.rtpParameters),
