@@ -35,6 +35,7 @@ from mediasoup_client.rtp_extensions import (
     URI_MID,
     URI_RID,
     URI_RRID,
+    URI_TRANSPORT_WIDE_CC,
 )
 from mediasoup_client.send_parameters import buildSendRtpParameters, normalizeEncodings
 from tests.fixtures.router_capabilities import routerRtpCapabilities
@@ -46,6 +47,7 @@ EXTENSION_IDS = {
     URI_RRID: 11,
     URI_ABS_SEND_TIME: 4,
     URI_AUDIO_LEVEL: 6,
+    URI_TRANSPORT_WIDE_CC: 7,
 }
 
 _ssrcs = itertools.count(1000)
@@ -69,13 +71,14 @@ _EXTENSIONS_MAP = extensionsMap()
 
 @dataclass
 class SentRtp:
-    at: float  # time.monotonic()
+    at: float  # the port's clock (the test's fake clock when given, else time.monotonic())
     data: bytes
     packet: RtpPacket
 
 
 class FakeRtpPort:
-    def __init__(self, *, connected: bool = True) -> None:
+    def __init__(self, *, connected: bool = True, clock: Any = None) -> None:
+        self.clock = clock
         self._connected = connected
         self._event = asyncio.Event()
         if connected:
@@ -85,6 +88,9 @@ class FakeRtpPort:
         self.rtcp: list[bytes] = []
         self._listeners: list[tuple[set[int], Callable[[Any], Any]]] = []
         self.rtpRoutes: list[tuple[Any, Any]] = []  # (RtpRoute, RtpListener)
+        self._raw_listeners: list[Callable[[bytes], None]] = []
+        # Called with every RTP packet sent (a simulated link, a receiver).
+        self.onRtp: Callable[[SentRtp], None] | None = None
 
     # RtpPort.
 
@@ -104,7 +110,11 @@ class FakeRtpPort:
             self.rtcp.append(packet)
         else:
             parsed = RtpPacket.parse(packet, _EXTENSIONS_MAP)
-            self.rtp.append(SentRtp(time.monotonic(), packet, parsed))
+            at = self.clock.now() if self.clock is not None else time.monotonic()
+            sent = SentRtp(at, packet, parsed)
+            self.rtp.append(sent)
+            if self.onRtp is not None:
+                self.onRtp(sent)
 
     async def sendRtp(self, packet: bytes) -> None:
         self.send(packet)
@@ -131,6 +141,15 @@ class FakeRtpPort:
         def unsubscribe() -> None:
             if entry in self.rtpRoutes:
                 self.rtpRoutes.remove(entry)
+
+        return unsubscribe
+
+    def listenRawRtcp(self, listener: Callable[[bytes], None]) -> Callable[[], None]:
+        self._raw_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._raw_listeners:
+                self._raw_listeners.remove(listener)
 
         return unsubscribe
 
@@ -168,6 +187,8 @@ class FakeRtpPort:
         """Deliver RTCP (bytes or aiortc packet objects) as the transport would: by reportee
         SSRC for reports, media SSRC for feedback, listed SSRCs for REMB."""
         data = packet if isinstance(packet, bytes) else bytes(packet)
+        for raw in list(self._raw_listeners):
+            raw(data)
         for parsed in RtcpPacket.parse(data):
             targets = _routingSsrcs(parsed)
             for ssrcs, listener in list(self._listeners):

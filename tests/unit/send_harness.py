@@ -11,6 +11,7 @@ from typing import Any
 
 from aiortc.rtp import RtpPacket
 
+from mediasoup_client.handlers.aiortc.send.cc.controller import CongestionOptions
 from mediasoup_client.handlers.aiortc.send.config import sendConfig
 from mediasoup_client.handlers.aiortc.send.producer_sender import PauseMode, ProducerSender
 from mediasoup_client.handlers.aiortc.send.scheduler import (
@@ -21,6 +22,7 @@ from mediasoup_client.handlers.aiortc.send.scheduler import (
     SendScheduler,
 )
 from tests.unit.fake_clock import FakeClock
+from tests.unit.fake_link import FakeLink
 from tests.unit.fake_rtp_port import FakeRtpPort
 
 
@@ -50,16 +52,24 @@ class SendHarness:
         codecOptions: dict[str, Any] | None = None,
         pauseMode: PauseMode = PauseMode.ZERO_RTP,
         connected: bool = True,
+        congestion: CongestionOptions | None = None,
+        link: dict[str, Any] | None = None,
     ) -> None:
         self.params = params
         self.track = track
         self.clock = FakeClock()
-        self.port = FakeRtpPort(connected=connected)
+        self.port = FakeRtpPort(connected=connected, clock=self.clock)
         self.readers: list[ManualReader] = []
         self.ended = 0
         self.scheduler = SendScheduler(
-            self.port, clock=self.clock, runner=InlineJobRunner(), readerFactory=self._reader
+            self.port,
+            clock=self.clock,
+            runner=InlineJobRunner(),
+            readerFactory=self._reader,
+            congestion=congestion,
         )
+        # A bottleneck and a receiver answering with transport feedback (``FakeLink``).
+        self.link = FakeLink(self.clock, self.port, **link) if link is not None else None
         self.sender = ProducerSender(
             sendConfig(params, codecOptions),  # type: ignore[arg-type]
             pauseMode=pauseMode,
@@ -68,6 +78,16 @@ class SendHarness:
             self.sender, track, onTrackEnded=self._onEnded
         )
         self.producer.start()
+
+    def addProducer(
+        self, params: dict[str, Any], track: Any, *, codecOptions: dict[str, Any] | None = None
+    ) -> tuple[ScheduledProducer, ManualReader]:
+        """Another producer on the same transport (scheduler, pacer, estimate); its reader."""
+        sender = ProducerSender(sendConfig(params, codecOptions))  # type: ignore[arg-type]
+        producer = self.scheduler.add(sender, track, onTrackEnded=self._onEnded)
+        producer.start()
+        # Kept apart: ``reader`` stays the first producer's.
+        return producer, self.readers.pop()
 
     def _reader(self, track: Any, onFrame: FrameCallback, onEnded: EndedCallback) -> ManualReader:
         reader = ManualReader(track, onFrame, onEnded)

@@ -90,6 +90,39 @@ async def test_rtcp_routing_reaches_our_recipient() -> None:
     assert len(received) == 2, UPGRADE_HINT
 
 
+async def test_raw_rtcp_tap_sees_transport_feedback_before_aiortc_parses_it() -> None:
+    from mediasoup_client.handlers.aiortc.send.cc.transport_feedback import (
+        TransportFeedback,
+        extractTransportFeedback,
+    )
+
+    gatherer = RTCIceGatherer(iceServers=[])
+    dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
+    # aiortc's receive loop looks the handler up on the instance (so the tap is called)...
+    source = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self._handle_rtcp_data(" in source, UPGRADE_HINT
+    # ...and its parser reads any RTPFB as a NACK: transport feedback must come raw.
+    feedback = TransportFeedback(0, 2222, 100, 7, 0, [(100, 4), (101, None), (102, 300)])
+    (parsed,) = aiortc.rtp.RtcpPacket.parse(feedback.serialize())
+    assert isinstance(parsed, aiortc.rtp.RtcpRtpfbPacket) and parsed.fmt == 15, UPGRADE_HINT
+    seen: list[bytes] = []
+    routed: list[object] = []
+
+    class Recipient:
+        async def _handle_rtcp_packet(self, packet: object) -> None:
+            routed.append(packet)
+
+    compat.addRtcpRecipient(dtls, Recipient(), [2222])
+    remove = compat.tapRtcp(dtls, seen.append)
+    compat.tapRtcp(dtls, lambda data: 1 / 0)  # a failing tap must not stop the others
+    await dtls._handle_rtcp_data(feedback.serialize())
+    assert extractTransportFeedback(seen[0]) == [feedback]
+    assert len(routed) == 1  # aiortc still routes what it parsed
+    remove()
+    await dtls._handle_rtcp_data(feedback.serialize())
+    assert len(seen) == 1 and len(routed) == 2
+
+
 async def test_inbound_rtp_and_sender_reports_reach_our_listener() -> None:
     gatherer = RTCIceGatherer(iceServers=[])
     dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])

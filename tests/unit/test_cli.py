@@ -401,7 +401,7 @@ class StubProducer:
 
     async def getStats(self) -> dict[str, Any]:
         self.bytes += 1000
-        return {
+        report: dict[str, Any] = {
             f"OT{ssrc}": {
                 "type": "outbound-rtp",
                 "ssrc": ssrc,
@@ -410,9 +410,21 @@ class StubProducer:
                 "framesEncoded": 7,
                 "frameWidth": 160 * (i + 1),
                 "frameHeight": 120 * (i + 1),
+                "active": i == 0,
+                "targetBitrate": 100_000 if i == 0 else 0,
             }
             for i, (rid, ssrc) in enumerate((("r0", 11), ("r1", 22)))
         }
+        report["CC"] = {
+            "type": "congestion-control",
+            "mode": "transport-cc",
+            "availableOutgoingBitrate": 543_000,
+            "pacingRate": 651_600,
+            "pacerQueueDelay": 0.042,
+            "pacerQueueBytes": 3100,
+            "retransmissionBitrate": 12_000,
+        }
+        return report
 
 
 class StubStatsClient:
@@ -455,7 +467,12 @@ async def test_sampler_matches_layers_by_rid_and_computes_bitrate() -> None:
     console = Console(file=io.StringIO(), width=100)
     console.print(renderTick({"time": 1.0, "producers": [second]}, {"command": "produce"}))
     console.print(renderSummary(summary))
-    assert "r1" in console.file.getvalue()  # type: ignore[attr-defined]
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "r1" in shown
+    # The send transport's estimate and pacer, and the suspended layer.
+    assert second["congestion"]["availableOutgoingBitrate"] == 543_000
+    assert "send estimate 543 kbit/s (transport-cc)" in shown and "queue 42 ms 3 kB" in shown
+    assert " off " in shown
 
 
 def test_write_plot(tmp_path: Path) -> None:

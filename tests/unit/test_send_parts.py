@@ -13,11 +13,13 @@ from aiortc.rtp import RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, RtpPacket
 
 from mediasoup_client.handlers.aiortc.send import getSendRtpCapabilities
 from mediasoup_client.handlers.aiortc.send.bitrate import (
-    REBUILD_INTERVAL,
+    RISE_WINDOW,
     BudgetOptions,
     LayerDemand,
     LayerRateGate,
+    ProducerDemand,
     allocate,
+    allocateTransport,
     defaultMaxBitrate,
 )
 from mediasoup_client.handlers.aiortc.send.clock import FramerateLimiter, MediaClock
@@ -42,6 +44,7 @@ from mediasoup_client.handlers.aiortc.send.rtp_header import (
     rtpHeader,
 )
 from mediasoup_client.handlers.aiortc.send.video_layer import privateCopy
+from mediasoup_client.rtp_extensions import URI_ABS_SEND_TIME, URI_TRANSPORT_WIDE_CC
 from tests.unit.fake_rtp_port import EXTENSION_IDS, extensionsMap
 
 # Packetizers.
@@ -207,16 +210,65 @@ def test_allocation_honours_google_bitrate_options():
     assert allocate(layers, 100_000, BudgetOptions(minBitrate=200_000))[0] == 200_000
 
 
-def test_rate_gate_has_hysteresis_but_suspends_at_once():
+def test_a_layer_needs_more_than_its_minimum_to_come_back():
+    layers = [LayerDemand(0, 100_000), LayerDemand(1, 300_000), LayerDemand(2, 900_000, 112_500)]
+    # 100 kbps would do for a layer that is on (minimum 90k) but not for one coming back.
+    assert allocate(layers, 500_000, BudgetOptions())[2] == 0
+    assert allocate(layers, 520_000, BudgetOptions())[2] == 120_000
+
+
+def test_transport_allocation_serves_audio_then_layers_position_by_position():
+    audio = ProducerDemand("audio", reserved=40_000)
+    first = ProducerDemand("a", layers=[LayerDemand(0, 100_000), LayerDemand(1, 400_000)])
+    second = ProducerDemand("b", layers=[LayerDemand(0, 150_000), LayerDemand(1, 500_000)])
+    producers = [audio, first, second]
+    # Both lowest layers before anyone's second one.
+    assert allocateTransport(290_000, producers) == {"a": 100_000, "b": 150_000}
+    assert allocateTransport(690_000, producers) == {"a": 500_000, "b": 150_000}
+    assert allocateTransport(10_000_000, producers) == {"a": 500_000, "b": 650_000}
+    # Audio is served even when the estimate is below it; video gets its floors.
+    assert allocateTransport(20_000, producers) == {"a": 30_000, "b": 30_000}
+    assert audio.demand == 40_000 and second.demand == 650_000
+    # videoGoogleMaxBitrate caps a producer's share, videoGoogleMinBitrate floors it.
+    capped = ProducerDemand(
+        "c",
+        layers=[LayerDemand(0, 300_000), LayerDemand(1, 900_000)],
+        options=BudgetOptions(maxBitrate=500_000, minBitrate=200_000),
+    )
+    assert allocateTransport(5_000_000, [capped]) == {"c": 500_000}
+    assert allocateTransport(50_000, [capped]) == {"c": 200_000}
+
+
+def test_rebuild_gate_drops_large_steps_soon_and_rises_rarely():
     gate = LayerRateGate()
     assert gate.update(1_000_000, 0.0) and gate.current == 1_000_000
-    assert not gate.update(900_000, 10.0)  # within 25 %
-    assert not gate.update(500_000, 1.0)  # too soon after the last rebuild
-    assert gate.update(500_000, 10.0) and gate.current == 500_000
-    assert gate.update(0, 10.1) and gate.current == 0  # suspend now
-    assert not gate.update(500_000, 10.2)  # resume waits
-    assert gate.update(500_000, 10.1 + REBUILD_INTERVAL)
-    assert gate.update(2_000_000, 10.2 + REBUILD_INTERVAL, force=True)
+    assert not gate.update(900_000, 10.0)  # a 10 % drop costs a key frame: not worth it
+    assert gate.update(900_000, 10.0, congested=True)  # unless the pacer is backed up
+    assert not gate.update(850_000, 10.5, congested=True)  # but not twice in a second
+    assert gate.update(500_000, 10.6) and gate.current == 500_000  # a big drop: soon
+    assert not gate.update(800_000, 11.0)  # a rise waits for the rebuild interval
+    assert not gate.update(700_000, 12.0)
+    # ...and goes to the lowest target of the last RISE_WINDOW: not 500k any more (it was
+    # offered 5.4 s ago), but 700k of 800k, 700k, 900k.
+    assert gate.update(900_000, 10.6 + RISE_WINDOW + 0.4) and gate.current == 700_000
+    assert gate.update(0, 16.1) and gate.current == 0  # suspend at once
+    assert gate.update(500_000, 16.2)  # back (the allocation holds resumes back, not the gate)
+    assert gate.update(2_000_000, 16.3, force=True)
+    assert gate.changes == 7
+
+
+def test_in_place_gate_follows_closely_below_the_opening_rate():
+    gate = LayerRateGate(inPlace=True)
+    assert gate.update(1_000_000, 0.0)
+    assert not gate.update(980_000, 1.0)  # noise
+    assert gate.update(900_000, 1.0) and gate.update(1_000_000, 1.3)
+    assert not gate.update(800_000, 1.4)  # 0.25 s apart at most
+    assert gate.update(600_000, 2.0) and gate.current == 600_000
+    # Past the rate the encoder was opened at is a rebuild: first back up to it in place,
+    # then beyond it only as a rebuilding encoder would (25 %, after the rebuild interval).
+    assert gate.update(1_500_000, 2.3) and gate.current == 1_000_000
+    assert not gate.update(1_500_000, 2.6)
+    assert gate.update(1_500_000, 2.3 + RISE_WINDOW + 0.1) and gate.current == 1_500_000
 
 
 def test_default_max_bitrate_grows_with_resolution():
@@ -264,46 +316,29 @@ def test_opus_option_mapping():
     ]  # fmt: skip
 
 
-def test_capabilities_offer_opus_vp8_h264_with_rtx_and_no_transport_cc():
+def test_capabilities_offer_opus_vp8_h264_with_rtx_and_transport_cc():
     caps = getSendRtpCapabilities()
     mimes = [c["mimeType"] for c in caps["codecs"]]
     assert mimes[0] == "audio/opus" and "video/VP8" in mimes and "video/H264" in mimes
     for codec in caps["codecs"]:
-        assert all(fb["type"] != "transport-cc" for fb in codec.get("rtcpFeedback", []))
+        feedback = {fb["type"] for fb in codec.get("rtcpFeedback", [])}
         if codec["mimeType"] == "video/rtx":
             apt = codec["parameters"]["apt"]
             assert any(c["preferredPayloadType"] == apt for c in caps["codecs"])
+        else:
+            # mediasoup sends transport feedback when the producer has both this and the
+            # transport-wide sequence number extension.
+            assert "transport-cc" in feedback
     h264 = next(c for c in caps["codecs"] if c["mimeType"] == "video/H264")
     assert h264["parameters"]["packetization-mode"] == 1
     assert h264["parameters"]["profile-level-id"] == "42e01f"
     uris = {(e["kind"], e["uri"]) for e in caps["headerExtensions"]}
     assert ("audio", "urn:ietf:params:rtp-hdrext:ssrc-audio-level") in uris
     assert ("video", "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id") in uris
-    assert all("transport-wide" not in uri for _, uri in uris)
+    for kind in ("audio", "video"):
+        assert (kind, URI_TRANSPORT_WIDE_CC) in uris and (kind, URI_ABS_SEND_TIME) in uris
     payload_types = [c["preferredPayloadType"] for c in caps["codecs"]]
     assert len(payload_types) == len(set(payload_types))
-
-
-def test_remb_limits_only_after_falling_below_what_is_sent() -> None:
-    from mediasoup_client.handlers.aiortc.send.bitrate import CongestionTracker
-
-    tracker = CongestionTracker()
-    # We paused or capped layers: the estimate follows our low rate, which is no congestion.
-    tracker.update(1_500_000, sending=1_300_000, demand=1_300_000)
-    assert tracker.budget is None
-    tracker.update(175_000, sending=100_000, demand=100_000)
-    assert tracker.budget is None
-    # Layers are back; the estimate grows slowly, but never fell below what we send.
-    tracker.update(190_000, sending=1_300_000, demand=1_300_000)
-    assert tracker.budget is None
-    # Overuse: the estimate falls below what we send, so it becomes the budget...
-    tracker.update(150_000, sending=1_300_000, demand=1_300_000)
-    assert tracker.budget == 150_000
-    tracker.update(400_000, sending=150_000, demand=1_300_000)
-    assert tracker.budget == 400_000
-    # ...until it covers the whole demand again.
-    tracker.update(1_400_000, sending=1_200_000, demand=1_300_000)
-    assert tracker.budget is None
 
 
 @pytest.mark.parametrize("size", [(640, 480), (161, 121)])
@@ -325,3 +360,34 @@ def test_private_copy_of_a_source_frame(size: tuple[int, int]) -> None:
         assert bytes(mine) == bytes(theirs)
     copy.pts = 99
     assert source.pts == 7
+
+
+@pytest.mark.parametrize(("mimeType", "live"), [("video/H264", True), ("video/VP8", False)])
+def test_bitrate_changes_on_an_open_encoder(mimeType: str, live: bool) -> None:
+    """libx264 follows a new bitrate on the open encoder (no new encoder, no key frame);
+    libvpx does not, so there a change means a new encoder and a key frame."""
+    from mediasoup_client.handlers.aiortc.send.encoders import VideoEncoder
+    from mediasoup_client.media.test_sources import PatternVideoTrack
+
+    track = PatternVideoTrack(320, 240, 30, paced=False)
+    encoder = VideoEncoder(mimeType)
+    assert encoder.changesBitrateLive is live
+
+    def run(frames: int, bitrate: int, start: int) -> tuple[int, int]:
+        size = keys = 0
+        for index in range(start, start + frames):
+            frame = track.nextFrame().reformat(format="yuv420p")
+            encoded = encoder.encode(
+                frame, pts=index * 3000, keyFrame=index == 0, bitrate=bitrate, framerate=30
+            )
+            if encoded is not None:
+                size += len(encoded.data)
+                keys += encoded.keyFrame
+        return size, keys
+
+    high, _ = run(60, 1_000_000, 0)
+    low, keys = run(60, 250_000, 60)
+    assert encoder.rebuilds == (1 if live else 2)
+    assert encoder.liveChanges == (1 if live else 0)
+    assert keys == (0 if live else 1)
+    assert low < 0.6 * high

@@ -326,6 +326,43 @@ async def test_simulcast_renditions_go_to_their_encodings_with_one_clock() -> No
         h.sender.setRtpEncodingParameters({"maxBitrate": 100_000}, h.clock.now())
 
 
+def pushRenditions(h: Passthrough, start: float, seconds: float, sizes: list[int]) -> None:
+    """Both renditions at 30 fps, a key frame each second, ``sizes`` bytes per frame."""
+    for index in range(int(seconds * 30)):
+        t = start + index / 30
+        frames = []
+        for layer, size in enumerate(sizes):
+            header = b"\x10\x02\x00\x9d\x01\x2a" if index % 30 == 0 else b"\x31\x02\x00"
+            frames.append(EncodedPacket(header + bytes(size), t, layer=layer))
+        h.push(frames, interval=1 / 60)
+
+
+async def test_renditions_the_estimate_cannot_carry_are_suspended_and_come_back() -> None:
+    source = vp8Source(2)
+    requests: list[int | None] = []
+    source.on("keyframerequested", requests.append)
+    h = Passthrough(source)
+    # No feedback: the estimate stays where it starts. ~70 kbps + ~2.1 Mbps offered.
+    congestion = h.scheduler.core.congestion
+    assert congestion.targetBitrate < 2_000_000
+    pushRenditions(h, 0.0, 3.0, [250, 8000])
+    low, high = h.outbound()
+    assert high["active"] is False and high["qualityLimitationReason"] == "bandwidth"
+    assert low["active"] is True and low["qualityLimitationReason"] == "none"
+    sent_high, sent_low = len(h.packets(1)), len(h.packets(0))
+    pushRenditions(h, 3.0, 1.0, [250, 8000])
+    assert len(h.packets(1)) == sent_high  # nothing more of the top rendition
+    assert len(h.packets(0)) > sent_low  # the lowest one is always sent
+    requests.clear()
+    congestion.estimate.bitrate = 4_000_000.0  # the link proved it carries more
+    pushRenditions(h, 4.0, 1.5, [250, 8000])
+    assert requests and requests[0] == 1  # back: it asks the source for a key frame
+    resumed = h.packets(1)[sent_high:]
+    assert resumed and h.outbound()[1]["active"] is True
+    # It restarts at a key frame (VP8 payload descriptor, then the key-frame header).
+    assert resumed[0].payload[1] & 0x01 == 0
+
+
 async def test_two_renditions_from_files_decode_on_their_own_streams(
     media: dict[str, Path],
 ) -> None:

@@ -36,6 +36,17 @@ _ROUTER_FIELDS = (
     "firCount",
     "jitter",
 )
+_CONGESTION_FIELDS = (
+    "mode",
+    "availableOutgoingBitrate",
+    "pacingRate",
+    "pacerQueueBytes",
+    "pacerQueueDelay",
+    "retransmissionBitrate",
+    "retransmittedBytesSent",
+    "lossFraction",
+    "roundTripTime",
+)
 _LOCAL_VIDEO_FIELDS = (
     "framesEncoded",
     "keyFramesEncoded",
@@ -88,7 +99,7 @@ class Sampler:
                     "local": localFigures,
                 }
             )
-        return {
+        figures: dict[str, Any] = {
             "id": producer.id,
             "kind": producer.kind,
             "codec": _codecOf(producer.rtpParameters),
@@ -97,6 +108,20 @@ class Sampler:
             "score": client.producerScores.get(producer.id),
             "layers": layers,
         }
+        # The send transport's estimate and pacer (the same for every producer on it).
+        congestion = next(
+            (
+                e
+                for e in local.values()
+                if isinstance(e, dict) and e.get("type") == "congestion-control"
+            ),
+            None,
+        )
+        if congestion is not None:
+            figures["congestion"] = {
+                k: congestion[k] for k in _CONGESTION_FIELDS if k in congestion
+            }
+        return figures
 
     async def consumer(
         self, client: RoomClient, consumer: Consumer, frames: dict[str, Any] | None
@@ -303,7 +328,9 @@ def _find(
 
 def _localFigures(entry: dict[str, Any], kind: str) -> dict[str, Any]:
     figures: dict[str, Any] = {
-        k: entry[k] for k in ("active", "packetsSent", "bytesSent", "targetBitrate") if k in entry
+        k: entry[k]
+        for k in ("active", "packetsSent", "bytesSent", "targetBitrate", "retransmittedBytesSent")
+        if k in entry
     }
     if kind == "video":
         figures.update({k: entry[k] for k in _LOCAL_VIDEO_FIELDS if k in entry})

@@ -85,8 +85,22 @@ def _header(tick: dict[str, Any], header: dict[str, Any]) -> RenderableType:
             f"dropped {dropped}, queue {link['queueDelayMs']:g} ms\n",
             style="magenta",
         )
+    congestion = next(
+        (p["congestion"] for p in tick.get("producers", []) if "congestion" in p), None
+    )
+    if congestion:
+        text.append(
+            f"send estimate {_kbps(congestion.get('availableOutgoingBitrate'))} kbit/s "
+            f"({congestion.get('mode')}), pacer {_kbps(congestion.get('pacingRate'))} kbit/s, "
+            f"queue {round(1000 * (congestion.get('pacerQueueDelay') or 0))} ms "
+            f"{(congestion.get('pacerQueueBytes') or 0) // 1000} kB, "
+            f"resending {_kbps(congestion.get('retransmissionBitrate'))} kbit/s\n"
+        )
     if header.get("command") == "produce":
-        text.append("kbit/s: target = encoder target, sent = sent here, router = received\n")
+        text.append(
+            "kbit/s: target = encoder target (off: suspended), sent = sent here, "
+            "router = received\n"
+        )
     if header.get("keys"):
         text.append(header["keys"], style="dim")
     return text
@@ -125,7 +139,7 @@ def _producerTable(producer: dict[str, Any]) -> Table:
                 _text(local.get("framesEncoded")),
             ]
         row += [
-            _kbps(local.get("targetBitrate")),
+            "off" if local.get("active") is False else _kbps(local.get("targetBitrate")),
             _kbps(local.get("bitrate")),
             _kbps(router.get("bitrate")),
             _text(router.get("packetCount")),

@@ -121,6 +121,34 @@ def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
     dtls._rtp_router.unregister_sender(recipient)
 
 
+def tapRtcp(dtls: RTCDtlsTransport, listener: Callable[[bytes], None]) -> Callable[[], None]:
+    """Hand every decrypted inbound RTCP datagram to ``listener`` before aiortc parses it
+    (its parser reads any RTPFB as a NACK, so transport-cc feedback is lost there). Wraps the
+    transport's ``_handle_rtcp_data`` on the instance; returns what removes this tap."""
+    taps: list[Callable[[bytes], None]] | None = getattr(dtls, "_msc_rtcp_taps", None)
+    if taps is None:
+        taps = []
+        original = dtls._handle_rtcp_data
+
+        async def handle(data: bytes) -> None:
+            for tap in list(taps):
+                try:
+                    tap(data)
+                except Exception:
+                    logger.exception("RTCP tap failed")
+            await original(data)
+
+        dtls._handle_rtcp_data = handle  # type: ignore[method-assign]
+        dtls._msc_rtcp_taps = taps  # type: ignore[attr-defined]
+    taps.append(listener)
+
+    def remove() -> None:
+        if listener in taps:
+            taps.remove(listener)
+
+    return remove
+
+
 def dtlsStats(dtls: RTCDtlsTransport) -> Any:
     """The transport's RTCStatsReport (bytes/packets both ways, DTLS state)."""
     return dtls._get_stats()

@@ -54,7 +54,7 @@ from .connection_state import (
     LivenessPolicy,
 )
 from .remote_candidates import Resolver, remoteCandidates
-from .rtp_port import RtcpListener, RtcpPacket, RtpListener, RtpRoute
+from .rtp_port import RawRtcpListener, RtcpListener, RtcpPacket, RtpListener, RtpRoute
 
 logger = logging.getLogger(__name__)
 
@@ -426,6 +426,9 @@ class TransportConnection(EnhancedEventEmitter):
 
     def listenRtp(self, route: RtpRoute, listener: RtpListener) -> Callable[[], None]:
         return compat.addRtpListener(self._dtls, route, listener, self._arrivals)
+
+    def listenRawRtcp(self, listener: RawRtcpListener) -> Callable[[], None]:
+        return compat.tapRtcp(self._dtls, listener)
 
     # Stats.
     async def getStats(self) -> StatsReport:

@@ -143,7 +143,13 @@ class AiortcHandler(HandlerBase[ScheduledProducer, ConsumerReceiver]):
         await self._conn().restartIce(iceParameters)
 
     async def getTransportStats(self) -> StatsReport:
-        return await self._conn().getStats()
+        report = await self._conn().getStats()
+        if self._scheduler is not None:
+            # The send side's estimate (availableOutgoingBitrate on the candidate pair) and
+            # congestion-control figures.
+            for key, entry in self._scheduler.transportStats().items():
+                report.setdefault(key, {}).update(entry)
+        return report
 
     # Sending.
     async def send(self, options: HandlerSendOptions) -> HandlerSendResult:

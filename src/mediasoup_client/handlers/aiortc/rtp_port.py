@@ -42,6 +42,7 @@ class RtpListener(Protocol):
 
     def onTransportClosed(self) -> None:
         """DTLS closed or failed: nothing more will arrive."""
+RawRtcpListener = Callable[[bytes], None]
 
 
 class RtpPort(Protocol):
@@ -71,3 +72,8 @@ class RtpPort(Protocol):
     def listenRtp(self, route: RtpRoute, listener: RtpListener) -> Callable[[], None]:
         """Route inbound RTP matching ``route`` (and the sender's RTCP about its SSRCs) to
         ``listener``. Returns an unsubscribe."""
+
+    def listenRawRtcp(self, listener: RawRtcpListener) -> Callable[[], None]:
+        """Every inbound RTCP datagram (decrypted, compound) to ``listener``, before it is
+        parsed and routed: the transport's own feedback (transport-cc, which aiortc cannot
+        parse, and REMB) names no sender. Returns an unsubscribe."""

@@ -22,6 +22,7 @@ from typing import Any
 import av
 import numpy as np
 
+from .bitrate import ProducerDemand
 from .clock import MediaClock
 from .config import SendConfig
 from .encoders import OPUS_SAMPLE_RATE, EncodedAudio, OpusEncoder, OpusSettings
@@ -35,6 +36,8 @@ DTX_COMFORT_INTERVAL = 0.4  # seconds
 # About one second of 20 ms source frames.
 QUEUE_FRAMES = 50
 INLINE_FRAMES = 2
+# RTP header (12) + extensions (~16) + IP/UDP/SRTP (38).
+AUDIO_PACKET_OVERHEAD = 66
 
 
 @dataclass(slots=True)
@@ -168,7 +171,19 @@ class AudioPipeline:
     def requestKeyFrame(self, ssrc: int | None, now: float) -> None:
         return None  # every Opus packet decodes on its own
 
-    def onBandwidthEstimate(self, bitrate: int, ssrcs: list[int], now: float) -> None:
+    def demand(self, now: float) -> ProducerDemand:
+        """Audio is served first and in full: its codec bitrate plus what each packet costs
+        on the wire (RTP header, extensions, IP, UDP, SRTP)."""
+        if not self.sending:
+            return ProducerDemand(key=self)
+        packets_per_second = 1000 / self.settings.frameDuration
+        overhead = int(packets_per_second * AUDIO_PACKET_OVERHEAD * 8)
+        return ProducerDemand(key=self, reserved=self.settings.bitrate + overhead)
+
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
         return None  # the Opus bitrate is the codec options'
 
     def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:

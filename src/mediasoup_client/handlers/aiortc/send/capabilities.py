@@ -1,21 +1,31 @@
 """What the library's own send path can encode and which RTP header extensions it writes.
 
 Payload types and extension ids here are local preferences only: the producer's final
-``rtpParameters`` carry the router's, and the sender reads those. transport-cc is not offered:
-the send path has no transport-wide congestion control, so the router falls back to REMB
-(which needs abs-send-time).
+``rtpParameters`` carry the router's, and the sender reads those. transport-cc is offered on
+every codec with the transport-wide sequence number extension, so a router that has it sends
+transport feedback (mediasoup creates its feedback server for the transport's first producer
+that has both) and the send-side estimator runs on it; a router without it sends REMB (which
+needs abs-send-time, also written), and REMB is then the estimate's ceiling.
 """
 
 from __future__ import annotations
 
 import copy
 
-from ....rtp_extensions import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_RID, URI_RRID
+from ....rtp_extensions import (
+    URI_ABS_SEND_TIME,
+    URI_AUDIO_LEVEL,
+    URI_MID,
+    URI_RID,
+    URI_RRID,
+    URI_TRANSPORT_WIDE_CC,
+)
 from ....types import RtcpFeedback, RtpCapabilities, RtpCodecCapability, RtpHeaderExtension
 from .encoders import vp9Available
 
 _VIDEO_FEEDBACK: list[RtcpFeedback] = [
     {"type": "goog-remb", "parameter": ""},
+    {"type": "transport-cc", "parameter": ""},
     {"type": "ccm", "parameter": "fir"},
     {"type": "nack", "parameter": ""},
     {"type": "nack", "parameter": "pli"},
@@ -53,7 +63,7 @@ def sendCodecs() -> list[RtpCodecCapability]:
             "clockRate": 48000,
             "channels": 2,
             "parameters": {"minptime": 10, "useinbandfec": 1},
-            "rtcpFeedback": [],
+            "rtcpFeedback": [{"type": "transport-cc", "parameter": ""}],
         }
     ]
     codecs += _video("video/VP8", 96, {})
@@ -84,6 +94,8 @@ def sendHeaderExtensions() -> list[RtpHeaderExtension]:
         {"kind": "video", "uri": URI_RRID, "preferredId": 3},
         {"kind": "audio", "uri": URI_ABS_SEND_TIME, "preferredId": 4},
         {"kind": "video", "uri": URI_ABS_SEND_TIME, "preferredId": 4},
+        {"kind": "audio", "uri": URI_TRANSPORT_WIDE_CC, "preferredId": 5},
+        {"kind": "video", "uri": URI_TRANSPORT_WIDE_CC, "preferredId": 5},
         {"kind": "audio", "uri": URI_AUDIO_LEVEL, "preferredId": 10},
     ]
 

@@ -1,9 +1,13 @@
 """PyAV encoders for the send path: VP8/VP9 (libvpx), H264 (libx264) and Opus (libopus).
 
 Every method here runs in a worker thread (PyAV releases the GIL while encoding), one call at a
-time per encoder. Encoders cannot change bitrate once open (libvpx, libx264 and libopus ignore
-it), so a new bitrate or resolution means a new encoder, whose first frame is a key frame: the
-caller decides how rarely that happens.
+time per encoder. libvpx (VP8, VP9) keeps the bitrate it was opened with (measured: PyAV's
+``bit_rate`` set on the open encoder changes nothing), so there a new bitrate or resolution
+means a new encoder, whose first frame is a key frame: the caller decides how rarely that
+happens. libx264 follows a new ``bit_rate`` on the open encoder (FFmpeg reconfigures x264
+between frames, no key frame) up to the rate it was opened with (measured: opened with a VBV
+maximum above its bitrate, it ignored the changes; with the two equal, it follows within a
+few frames), so only rises past the opening rate need a new encoder.
 """
 
 from __future__ import annotations
@@ -114,7 +118,10 @@ class VideoEncoder:
         self._width = 0
         self._height = 0
         self._bitrate = 0
+        self._opened_bitrate = 0  # the VBV maximum of an open libx264 encoder
         self._frame_index = 0  # frames handed to the open encoder
+        self.rebuilds = 0  # encoders opened (each starts with a key frame)
+        self.liveChanges = 0  # bitrate changes applied to the open encoder
         self.implementation = {
             "video/vp8": "libvpx",
             "video/vp9": "libvpx-vp9",
@@ -124,6 +131,11 @@ class VideoEncoder:
     @property
     def bitrate(self) -> int:
         return self._bitrate
+
+    @property
+    def changesBitrateLive(self) -> bool:
+        """Whether a new bitrate applies to the open encoder (no new encoder, no key frame)."""
+        return self.mimeType == "video/h264"
 
     @property
     def atPatternStart(self) -> bool:
@@ -143,6 +155,16 @@ class VideoEncoder:
         """Encode ``frame`` (yuv420p, owned by the caller: its pts and picture type are set
         here). ``pts`` is in 1/90000 s and must increase."""
         width, height = frame.width, frame.height
+        if (
+            self._codec is not None
+            and (width, height) == (self._width, self._height)
+            and bitrate != self._bitrate
+            and self.changesBitrateLive
+            and bitrate <= self._opened_bitrate
+        ):
+            self._codec.bit_rate = bitrate
+            self._bitrate = bitrate
+            self.liveChanges += 1
         if self._codec is None or (width, height, bitrate) != (
             self._width,
             self._height,
@@ -240,6 +262,8 @@ class VideoEncoder:
         self._codec = codec
         self._frame_index = 0
         self._width, self._height, self._bitrate = width, height, bitrate
+        self._opened_bitrate = bitrate
+        self.rebuilds += 1
 
 
 def opusFrameDuration(ptime: int | float | None) -> int:

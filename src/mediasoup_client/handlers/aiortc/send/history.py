@@ -12,20 +12,23 @@ class SentPacket:
     timestamp: int
     marker: bool
     payload: bytes
-    sentAt: float  # time.monotonic() of the first send
-    lastResentAt: float = 0.0  # time.monotonic() of the last retransmission (0 = never)
+    sentAt: float  # monotonic time it left (when it was made, until then)
+    lastResentAt: float | None = None  # monotonic time of the last resend
+    resendPending: bool = False  # a resend waits in the pacer
+    resends: int = 0
 
 
 class SendHistory:
     """The last ``maxPackets`` packets sent within ``maxAge`` seconds, by sequence number.
 
     Bounded both ways: a fast stream is limited by count, a slow one (audio) by age, so memory
-    stays small whatever the bitrate.
+    stays small whatever the bitrate. ``maxAge`` follows the round trip (see
+    ``retransmission.py``): the sender sets it.
     """
 
-    def __init__(self, maxPackets: int = 600, maxAge: float = 1.0) -> None:
+    def __init__(self, maxPackets: int = 3000, maxAge: float = 1.0) -> None:
         self._max_packets = maxPackets
-        self._max_age = maxAge
+        self.maxAge = maxAge
         self._packets: OrderedDict[int, SentPacket] = OrderedDict()
 
     def __len__(self) -> int:
@@ -41,6 +44,10 @@ class SendHistory:
         self._expire(now)
         return self._packets.get(sequenceNumber & 0xFFFF)
 
+    def forget(self, sequenceNumber: int) -> None:
+        """A packet that never left (dropped in the pacer): a NACK for it gets nothing."""
+        self._packets.pop(sequenceNumber & 0xFFFF, None)
+
     def clear(self) -> None:
         self._packets.clear()
 
@@ -48,7 +55,7 @@ class SendHistory:
         packets = self._packets
         while packets:
             oldest = next(iter(packets.values()))
-            if len(packets) > self._max_packets or now - oldest.sentAt > self._max_age:
+            if len(packets) > self._max_packets or now - oldest.sentAt > self.maxAge:
                 packets.popitem(last=False)
             else:
                 break

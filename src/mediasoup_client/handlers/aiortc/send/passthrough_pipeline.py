@@ -12,7 +12,11 @@ i on encoding i). What an encoder would do on demand cannot be done here, so:
   at most one per layer per KEY_FRAME_REQUEST_INTERVAL; the source's next key frame answers;
 - a muted (disabled) video track sends nothing, as there is no encoder for black frames; muted
   audio sends Opus silence packets in place of the source's, so the stream stays alive;
-- encodings cannot change bitrate, frame rate or size (``setParameters`` refuses them).
+- encodings cannot change bitrate, frame rate or size (``setParameters`` refuses them);
+- under congestion the only lever is which renditions are sent: each claims what it has
+  been sending (else its ``maxBitrate``), the transport's allocator keeps the lowest one and
+  suspends the ones above it that do not fit (``bitrate.allocate``), and a suspended one
+  comes back, at its next key frame, only with the same hysteresis as encoded layers.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ from ....media.bitstream import (
     vp8Size,
 )
 from ....media.encoded import EncodedPacket, EncodedStreamInfo
+from .bitrate import (
+    RESUME_FACTOR,
+    RESUME_HOLD,
+    BudgetOptions,
+    LayerDemand,
+    ProducerDemand,
+    allocate,
+    defaultMaxBitrate,
+)
 from .config import EncodingState, SendConfig
 from .encoders import OPUS_SAMPLE_RATE, VIDEO_CLOCK_RATE, EncodedFrame
 from .packetizers import createPacketizer
@@ -46,6 +59,11 @@ KEY_FRAME_REQUEST_INTERVAL = 0.3
 # Audio: a source time this far (seconds) from where the counted samples say is a gap (DTX,
 # loss) or a fault, not rounding of the container's timestamps.
 AUDIO_TIMESTAMP_TOLERANCE = 0.03
+# A rendition's rate is measured over this window (seconds): several GOPs' worth of frames
+# would be better, but a key frame every 1-2 s is what live sources use.
+RATE_WINDOW = 2.0
+NO_BOUNDS = BudgetOptions()  # renditions have no videoGoogle* bounds: their rate is the source's
+PASSTHROUGH_AUDIO_DEFAULT = 40_000  # Opus at its usual 32 kbps, with packet overhead
 
 
 class SourceClock:
@@ -84,6 +102,33 @@ class SourceClock:
         return timestamp
 
 
+class RateMeter:
+    """What a source has been sending (bps, wire estimate) over the last RATE_WINDOW."""
+
+    def __init__(self) -> None:
+        self._sent: deque[tuple[float, int]] = deque()
+        self._last: int | None = None  # the last rate measured: kept while nothing is sent
+
+    def add(self, now: float, size: int) -> None:
+        self._sent.append((now, size))
+
+    def measured(self, now: float) -> bool:
+        """Whether there is half a window of history to measure from."""
+        while self._sent and now - self._sent[0][0] > RATE_WINDOW:
+            self._sent.popleft()
+        return bool(self._sent) and now - self._sent[0][0] >= RATE_WINDOW / 2
+
+    def bitrate(self, now: float, *, default: int, frozen: bool = False) -> int:
+        """The measured rate, else (or when ``frozen``: a suspended rendition sends nothing,
+        but its source still makes what it made) the last one measured, else ``default``."""
+        if frozen or not self.measured(now):
+            return default if self._last is None else self._last
+        span = now - self._sent[0][0]
+        # Payloads only: RTP headers, extensions and descriptors add about 10 %.
+        self._last = int(sum(size for _, size in self._sent) * 8 / span * 1.1)
+        return self._last
+
+
 class PassthroughLayer:
     """One rendition on one encoding's RTP stream."""
 
@@ -106,6 +151,9 @@ class PassthroughLayer:
         self.framesRejected = 0  # timestamps not increasing
         self.keyFrameRequests = 0
         self._sent_times: deque[float] = deque(maxlen=240)
+        self._rate = RateMeter()
+        # Suspended by the transport's allocator (bandwidth), and since when.
+        self.suspendedAt: float | None = None
 
     @property
     def index(self) -> int:
@@ -151,10 +199,21 @@ class PassthroughLayer:
             self.waitingForKeyFrame = False
         self.lastTimestamp = timestamp
         self._sent_times.append(now)
+        self._rate.add(now, len(packet.data))
         return self.stream.framePackets(payloads, timestamp=timestamp, captureTime=now, now=now)
 
     def framesPerSecond(self, now: float) -> float:
         return float(sum(1 for t in self._sent_times if now - t <= 1.0))
+
+    def rateMeasured(self, now: float) -> bool:
+        return self._rate.measured(now)
+
+    def bitrate(self, now: float) -> int:
+        """What this rendition claims (bps): its measured payload rate once it has sent for a
+        while, else its ``maxBitrate`` (else a default for its size)."""
+        configured = self.encoding.maxBitrate
+        default = configured or defaultMaxBitrate(self.width or 640, self.height or 360)
+        return self._rate.bitrate(now, default=default, frozen=self.suspendedAt is not None)
 
 
 def _refuseRateChanges(changes: list[dict[str, Any]]) -> None:
@@ -182,6 +241,9 @@ class PassthroughVideoPipeline:
         self._muted = False
         self._has_track = True
         self.framesIgnored = 0  # not an EncodedPacket, or for a layer that does not exist
+        self._bitrate_budget: int | None = None
+        # Set by the transport's allocator: called when the renditions wanted change.
+        self.onDemandChanged: Any = None
 
     @property
     def paused(self) -> bool:
@@ -191,7 +253,7 @@ class PassthroughVideoPipeline:
 
     def start(self, now: float) -> None:
         self._started = True
-        self._refresh(now)
+        self._changed(now)
 
     def stop(self) -> None:
         self._started = False
@@ -226,11 +288,11 @@ class PassthroughVideoPipeline:
     def pause(self, now: float) -> None:
         self._paused = True
         self._clock.discontinuity()
-        self._refresh(now)
+        self._changed(now)
 
     def resume(self, now: float) -> None:
         self._paused = False
-        self._refresh(now)
+        self._changed(now)
 
     def mute(self, muted: bool, now: float) -> None:
         if muted == self._muted:
@@ -238,7 +300,7 @@ class PassthroughVideoPipeline:
         self._muted = muted
         if muted:
             self._clock.discontinuity()
-        self._refresh(now)
+        self._changed(now)
 
     def replaceTrack(self, present: bool, now: float) -> None:
         self._has_track = present
@@ -249,7 +311,7 @@ class PassthroughVideoPipeline:
                 # The new source's first frame must be a key frame.
                 layer.waitingForKeyFrame = True
                 self._request(layer, now, force=True)
-        self._refresh(now)
+        self._changed(now)
 
     def setKeyFrameListener(self, info: EncodedStreamInfo) -> None:
         """A replaced track: its requests go to the new source."""
@@ -259,15 +321,57 @@ class PassthroughVideoPipeline:
         _refuseRateChanges(changes)
         for layer, change in zip(self.layers, changes, strict=False):
             layer.encoding.update(change)
-        self._refresh(now)
+        self._changed(now)
 
     def requestKeyFrame(self, ssrc: int | None, now: float) -> None:
         for layer in self.layers:
             if (ssrc is None or layer.stream.ssrc == ssrc) and layer.sending:
                 self._request(layer, now)
 
-    def onBandwidthEstimate(self, bitrate: int, ssrcs: list[int], now: float) -> None:
-        return None  # the renditions' bitrates are the source's
+    def demand(self, now: float) -> ProducerDemand:
+        """Each wanted rendition at the rate it sends: it cannot be sent at less, so its
+        minimum is its maximum (more, with a wait, to come back after a suspension)."""
+        demand = ProducerDemand(key=self)
+        if not (self._started and not self._paused and not self._muted and self._has_track):
+            return demand
+        for layer in self.layers:
+            if not layer.encoding.active:
+                continue
+            rate = layer.bitrate(now)
+            if layer.suspendedAt is not None:
+                if now - layer.suspendedAt < RESUME_HOLD:
+                    break  # not yet, and nothing above it either
+                rate = int(rate * RESUME_FACTOR)  # coming back claims the headroom too
+            demand.layers.append(LayerDemand(layer.index, rate, rate))
+        return demand
+
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
+        """Suspend the renditions the budget cannot carry, from the top; bring back the ones
+        it can (the lowest wanted one is always sent)."""
+        self._bitrate_budget = budget
+        layers = self.demand(now).layers
+        targets = allocate(layers, budget, NO_BOUNDS)
+        # Coming back takes what the link has proven it carries, not just the estimate.
+        proven = targets if resumeBudget is None else allocate(layers, resumeBudget, NO_BOUNDS)
+        blocked = False  # every rendition above a suspended one is off too
+        for layer in self.layers:
+            suspended = layer.suspendedAt is not None
+            if layer.index not in targets:
+                blocked = blocked or (suspended and layer.encoding.active)
+                continue
+            fits = targets[layer.index] > 0 and (not suspended or proven[layer.index] > 0)
+            # Until a rendition has been measured its rate is a guess: it is not suspended on
+            # one (its first second shows what it sends).
+            if not blocked and (fits or (not suspended and not layer.rateMeasured(now))):
+                layer.suspendedAt = None
+            else:
+                blocked = True
+                if not suspended:
+                    layer.suspendedAt = now
+        self._refresh(now)
 
     def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:
         entries: list[Stats] = []
@@ -289,6 +393,9 @@ class PassthroughVideoPipeline:
                     "pliCount": layer.stream.pliCount,
                     "firCount": layer.stream.firCount,
                     "encoderImplementation": "passthrough",
+                    "qualityLimitationReason": (
+                        "bandwidth" if layer.suspendedAt is not None else "none"
+                    ),
                 }
             )
             if layer.width and layer.height:
@@ -304,6 +411,12 @@ class PassthroughVideoPipeline:
         if layer.takeRequest(now, force=force) and listener is not None:
             listener(layer.index)
 
+    def _changed(self, now: float) -> None:
+        """The renditions wanted changed: send what is wanted and ask for a new budget."""
+        self._refresh(now)
+        if self.onDemandChanged is not None:
+            self.onDemandChanged(now)
+
     def _refresh(self, now: float) -> None:
         for layer in self.layers:
             sending = (
@@ -312,6 +425,7 @@ class PassthroughVideoPipeline:
                 and not self._muted
                 and self._has_track
                 and layer.encoding.active
+                and layer.suspendedAt is None
             )
             if sending == layer.sending:
                 continue
@@ -340,6 +454,7 @@ class PassthroughAudioPipeline:
         self._muted = False
         self._has_track = True
         self._talk_spurt = True
+        self._rate = RateMeter()
         # Stats.
         self.packetsPassed = 0
         self.packetsRejected = 0  # malformed, or timestamps going backwards
@@ -390,6 +505,7 @@ class PassthroughAudioPipeline:
         self._talk_spurt = False
         self._next_timestamp = self._floor = timestamp + samples
         payload = opusSilence(samples) if self._muted else frame.data
+        self._rate.add(now, len(payload))
         if self._muted:
             self.silencePacketsSent += 1
         else:
@@ -439,8 +555,20 @@ class PassthroughAudioPipeline:
     def requestKeyFrame(self, ssrc: int | None, now: float) -> None:
         return None  # every Opus packet decodes on its own
 
-    def onBandwidthEstimate(self, bitrate: int, ssrcs: list[int], now: float) -> None:
-        return None
+    def demand(self, now: float) -> ProducerDemand:
+        """Served first, like encoded audio, at what the source sends (its packets cannot be
+        re-encoded), or Opus's usual 32 kbps before it has sent."""
+        if not self.sending:
+            return ProducerDemand(key=self)
+        return ProducerDemand(
+            key=self, reserved=self._rate.bitrate(now, default=PASSTHROUGH_AUDIO_DEFAULT)
+        )
+
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
+        return None  # the source's packets are sent as they are
 
     def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:
         entry = outboundStats(

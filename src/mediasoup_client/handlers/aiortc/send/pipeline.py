@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .bitrate import ProducerDemand
 from .rtp_stream import OutgoingRtp
 
 Stats = dict[str, Any]
@@ -42,7 +43,6 @@ class SendActions:
 
     def __bool__(self) -> bool:
         return bool(self.packets or self.jobs)
-
 
 
 class MediaPipeline(Protocol):
@@ -75,7 +75,19 @@ class MediaPipeline(Protocol):
 
     def requestKeyFrame(self, ssrc: int | None, now: float) -> None: ...
 
-    def onBandwidthEstimate(self, bitrate: int, ssrcs: list[int], now: float) -> None: ...
+    def demand(self, now: float) -> ProducerDemand:
+        """What the producer claims of the transport's estimate (audio: a fixed rate; video:
+        its active layers)."""
+        ...
+
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
+        """The producer's share of the estimate (None: no limit); ``resumeBudget``: its share
+        of what the link has shown it carries (layers suspended for bandwidth come back only
+        within that)."""
+        ...
 
     def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:
         """One outbound-rtp entry per encoding (``timestamp`` in ms of wall time)."""

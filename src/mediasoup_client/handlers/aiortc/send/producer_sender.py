@@ -1,10 +1,13 @@
 """ProducerSender: the pure core of everything one producer sends.
 
 It owns one RTP stream per encoding (simulcast), the media pipeline (video: one encoder per
-layer; audio: Opus) behind one protocol, the RTCP it answers (NACK over RTX, PLI/FIR, REMB,
-receiver reports) and the RTCP it writes (SR + SDES about once a second per stream, BYE on
-stop). No I/O and no clock: the scheduler (``scheduler.py``) feeds it frames, encode results,
-RTCP and ticks with the time, and sends what it returns.
+layer; audio: Opus) behind one protocol, the RTCP it answers (NACK over RTX within the
+transport's retransmission budget, PLI/FIR, receiver reports) and the RTCP it writes (SR +
+SDES about once a second per stream, BYE on stop). Bandwidth is the transport's business: the
+scheduler's congestion controller (REMB included) estimates it and hands each producer its
+share (``setBitrateBudget``) from what each claims (``demand``). No I/O and no clock: the
+scheduler (``scheduler.py``) feeds it frames, encode results, RTCP and ticks with the time, and
+sends what it returns through the transport's pacer.
 
 Pausing follows mediasoup-client's options: ``zeroRtpOnPause`` sends no RTP at all while
 paused; otherwise ``disableTrackOnPause`` (the default) makes the track count as disabled, as a
@@ -23,8 +26,10 @@ from typing import Any
 from ....types import RtpEncodingParameters, StatsReport
 from . import rtcp, stats
 from .audio_pipeline import AudioPipeline
+from .bitrate import ProducerDemand
 from .config import SendConfig
 from .pipeline import EncodeJob, MediaPipeline, SendActions
+from .retransmission import RetransmissionBudget
 from .rtp_stream import RtpStream, RtxConfig
 from .video_pipeline import VideoPipeline
 
@@ -71,6 +76,7 @@ class ProducerSender:
                     else None
                 ),
                 timestampOffset=timestamp_offset,
+                kind=config.kind,
             )
             for encoding in config.encodings
         ]
@@ -84,6 +90,8 @@ class ProducerSender:
         )
         self._paused = False
         self._next_report: dict[int, float] = {}
+        # The transport's (the scheduler shares one across its producers).
+        self.retransmissionBudget = RetransmissionBudget()
 
     # Properties.
 
@@ -95,6 +103,12 @@ class ProducerSender:
     def encodings(self) -> list[RtpEncodingParameters]:
         """The encodings as the sender applies them now."""
         return [encoding.asParameters() for encoding in self.config.encodings]
+
+    @property
+    def writesTransportSequence(self) -> bool:
+        """Whether the producer's packets carry the transport-wide sequence number (the
+        router negotiated transport-cc for it)."""
+        return any(s.writesTransportSequence for s in self.streams)
 
     @property
     def ssrcs(self) -> list[int]:
@@ -130,7 +144,9 @@ class ProducerSender:
             self._by_ssrc[block.ssrc].onReportBlock(block, wallTime)
         nack = rtcp.nackedSequenceNumbers(packet)
         if nack is not None and nack[0] in self._by_ssrc:
-            actions.packets.extend(self._by_ssrc[nack[0]].retransmissions(nack[1], now))
+            actions.packets.extend(
+                self._by_ssrc[nack[0]].retransmissions(nack[1], now, self.retransmissionBudget)
+            )
             return actions
         pli = rtcp.pliSsrc(packet)
         if pli is not None and pli in self._by_ssrc:
@@ -141,10 +157,37 @@ class ProducerSender:
             if ssrc in self._by_ssrc:
                 self._by_ssrc[ssrc].firCount += 1
                 self.pipeline.requestKeyFrame(ssrc, now)
-        estimate = rtcp.remb(packet)
-        if estimate is not None:
-            self.pipeline.onBandwidthEstimate(estimate[0], estimate[1], now)
         return actions
+
+    def setAllocator(self, onDemandChanged: Any) -> None:
+        """``onDemandChanged(now)`` is called when the producer's demand changed (new size,
+        layers, state); the transport answers with ``setBitrateBudget``."""
+        if hasattr(self.pipeline, "onDemandChanged"):  # video, encoded or passed through
+            self.pipeline.onDemandChanged = onDemandChanged
+
+    def demand(self, now: float) -> ProducerDemand:
+        demand = self.pipeline.demand(now)
+        demand.key = self
+        return demand
+
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
+        self.pipeline.setBitrateBudget(
+            budget, now, congested=congested, resumeBudget=resumeBudget
+        )
+
+    def paddingPackets(self, size: int) -> list[Any]:
+        """Padding for a probe, on the lowest stream that can carry it (none: [])."""
+        for stream in self.streams:
+            if stream.canPad:
+                return stream.paddingPackets(size)
+        return []
+
+    @property
+    def canPad(self) -> bool:
+        return any(stream.canPad for stream in self.streams)
 
     def senderReports(self, now: float, ntp: int) -> list[bytes]:
         """The SRs (with SDES) due now, each stream about once per SR_INTERVAL."""

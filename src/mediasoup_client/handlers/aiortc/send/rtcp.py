@@ -29,6 +29,7 @@ from aiortc.rtp import (
 from .rtp_header import compactNtp
 
 _SDES_CNAME = 1
+_RTCP_PSFB = 206
 
 
 def senderReport(
@@ -117,6 +118,26 @@ def firRequests(packet: Any) -> list[tuple[int, int]]:
     return [
         (struct.unpack_from("!I", fci, pos)[0], fci[pos + 4]) for pos in range(0, len(fci) - 7, 8)
     ]
+
+
+def rembBitrates(data: bytes) -> list[int]:
+    """The bitrates (bps) of every REMB in a raw (compound) RTCP datagram."""
+    found: list[int] = []
+    position = 0
+    while position + 4 <= len(data):
+        first, packet_type, length = struct.unpack_from("!BBH", data, position)
+        end = position + 4 + length * 4
+        if first >> 6 != 2 or end > len(data):
+            break
+        if packet_type == _RTCP_PSFB and first & 0x1F == RTCP_PSFB_APP and end - position >= 16:
+            try:
+                bitrate, _ssrcs = unpack_remb_fci(data[position + 12 : end])
+            except ValueError:
+                pass
+            else:
+                found.append(int(bitrate))
+        position = end
+    return found
 
 
 def remb(packet: Any) -> tuple[int, list[int]] | None:

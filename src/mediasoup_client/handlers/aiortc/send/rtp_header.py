@@ -1,8 +1,8 @@
 """RTP header serialisation for the send path (RFC 3550 / RFC 8285 one-byte extensions).
 
 Written by hand rather than through aiortc's ``RtpPacket.serialize``: the static extensions
-(mid, rid) are encoded once per stream and only abs-send-time and the audio level change per
-packet, which keeps the per-packet cost low.
+(mid, rid) are encoded once per stream and only abs-send-time, the transport-wide sequence
+number and the audio level change per packet, which keeps the per-packet cost low.
 """
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ import struct
 import time
 from collections.abc import Mapping
 
-from ....rtp_extensions import URI_ABS_SEND_TIME, URI_AUDIO_LEVEL, URI_MID, URI_RID, URI_RRID
+from ....rtp_extensions import (
+    URI_ABS_SEND_TIME,
+    URI_AUDIO_LEVEL,
+    URI_MID,
+    URI_RID,
+    URI_RRID,
+    URI_TRANSPORT_WIDE_CC,
+)
 
 # Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 NTP_EPOCH_OFFSET = 2208988800
@@ -65,6 +72,7 @@ class ExtensionWriter:
         self._static_bytes = static
         self._abs_send_time_id = self._valid(ids.get(URI_ABS_SEND_TIME))
         self._audio_level_id = self._valid(ids.get(URI_AUDIO_LEVEL))
+        self._transport_cc_id = self._valid(ids.get(URI_TRANSPORT_WIDE_CC))
 
     @staticmethod
     def _valid(extId: int | None) -> int | None:
@@ -81,11 +89,24 @@ class ExtensionWriter:
     def writesAudioLevel(self) -> bool:
         return self._audio_level_id is not None
 
-    def build(self, ntp: int, audioLevel: int | None = None, voice: bool = False) -> bytes:
+    @property
+    def writesTransportSequence(self) -> bool:
+        return self._transport_cc_id is not None
+
+    def build(
+        self,
+        ntp: int,
+        audioLevel: int | None = None,
+        voice: bool = False,
+        *,
+        transportSequence: int | None = None,
+    ) -> bytes:
         """The extension block (profile, length, elements, padding) or b"" when empty."""
         body = self._static_bytes
         if self._abs_send_time_id is not None:
             body += _element(self._abs_send_time_id, absSendTime(ntp))
+        if transportSequence is not None and self._transport_cc_id is not None:
+            body += _element(self._transport_cc_id, (transportSequence & 0xFFFF).to_bytes(2, "big"))
         if audioLevel is not None and self._audio_level_id is not None:
             body += _element(self._audio_level_id, bytes([(0x80 if voice else 0) | audioLevel]))
         if not body:
@@ -102,9 +123,11 @@ def rtpHeader(
     timestamp: int,
     ssrc: int,
     extensions: bytes,
+    padding: bool = False,
 ) -> bytes:
-    """The fixed RTP header plus ``extensions`` (as built by ``ExtensionWriter.build``)."""
-    first = 0x80 | (0x10 if extensions else 0)
+    """The fixed RTP header plus ``extensions`` (as built by ``ExtensionWriter.build``);
+    ``padding`` sets the P bit (the caller appends the padding)."""
+    first = 0x80 | (0x10 if extensions else 0) | (0x20 if padding else 0)
     second = (0x80 if marker else 0) | (payloadType & 0x7F)
     return (
         _HEADER.pack(first, second, sequenceNumber & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)

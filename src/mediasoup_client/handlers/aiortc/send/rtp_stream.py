@@ -1,8 +1,9 @@
 """One outgoing RTP stream (one SSRC, plus its RTX SSRC): packets, history, RTX, SR, counters.
 
 Pure: times come in as arguments. A frame becomes ``OutgoingRtp`` packets whose per-send header
-fields (abs-send-time) are written when the scheduler serialises them, and counters move when
-the scheduler reports them sent (``onSent``), so a pacer can sit in between.
+fields (abs-send-time, the transport-wide sequence number) are written when the scheduler
+serialises them, and counters move when the scheduler reports them sent (``onSent``): the
+transport's pacer sits in between.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 
 from . import rtcp
 from .history import SendHistory, SentPacket
+from .retransmission import RetransmissionBudget
 from .rtp_header import ExtensionWriter, rtpHeader
 
-# A NACK for a packet resent less than this long ago is a duplicate delivery, not a new loss.
-MIN_RESEND_INTERVAL = 0.005
+# RTP padding is counted by one byte: at most this much per padding-only packet.
+MAX_PADDING = 255
 
 
 def randomSequenceNumber() -> int:
@@ -46,19 +48,32 @@ class OutgoingRtp:
     audioLevel: int | None = None
     voice: bool = False
     frameEnd: bool = False  # the last packet of a frame (counts framesSent)
+    # The history entry: a media packet's own (its send time is set when it leaves), or the
+    # one a retransmission repeats.
+    original: SentPacket | None = None
+    padding: int = 0  # bytes of RTP padding (a padding-only probe packet)
 
-    def serialize(self, ntp: int) -> bytes:
-        return (
-            rtpHeader(
-                payloadType=self.payloadType,
-                marker=self.marker,
-                sequenceNumber=self.sequenceNumber,
-                timestamp=self.timestamp,
-                ssrc=self.ssrc,
-                extensions=self.extensions.build(ntp, self.audioLevel, self.voice),
-            )
-            + self.payload
+    @property
+    def kind(self) -> str:
+        if self.padding:
+            return "padding"
+        return "rtx" if self.retransmission else self.stream.kind
+
+    def serialize(self, ntp: int, transportSequence: int | None = None) -> bytes:
+        header = rtpHeader(
+            payloadType=self.payloadType,
+            marker=self.marker,
+            sequenceNumber=self.sequenceNumber,
+            timestamp=self.timestamp,
+            ssrc=self.ssrc,
+            extensions=self.extensions.build(
+                ntp, self.audioLevel, self.voice, transportSequence=transportSequence
+            ),
+            padding=bool(self.padding),
         )
+        if self.padding:
+            return header + bytes(self.padding - 1) + bytes([self.padding])
+        return header + self.payload
 
 
 @dataclass(slots=True)
@@ -89,8 +104,10 @@ class RtpStream:
         rid: str | None,
         rtx: RtxConfig | None,
         timestampOffset: int,
+        kind: str = "video",
     ) -> None:
         self.ssrc = ssrc
+        self.kind = kind
         self.payloadType = payloadType
         self.clockRate = clockRate
         self.rid = rid
@@ -107,6 +124,11 @@ class RtpStream:
         self.headerBytesSent = 0
         self.retransmittedPacketsSent = 0
         self.retransmittedBytesSent = 0
+        self.paddingPacketsSent = 0
+        self.paddingBytesSent = 0
+        self.nackedPacketsTooOld = 0  # NACKed after they left the history: not resent
+        self.nackedPacketsNotResent = 0  # within an RTT of their last resend, or over budget
+        self.packetsDroppedBeforeSending = 0  # stale in the pacer after a capacity drop
         self.framesSent = 0
         self.nackCount = 0
         self.pliCount = 0
@@ -120,6 +142,10 @@ class RtpStream:
     @property
     def writesAudioLevel(self) -> bool:
         return self._extensions.writesAudioLevel
+
+    @property
+    def writesTransportSequence(self) -> bool:
+        return self._extensions.writesTransportSequence
 
     @property
     def hasSent(self) -> bool:
@@ -148,6 +174,13 @@ class RtpStream:
         packets: list[OutgoingRtp] = []
         for index, payload in enumerate(payloads):
             marker = index == last if talkSpurtStart is None else talkSpurtStart and index == 0
+            entry = SentPacket(
+                sequenceNumber=self._sequence_number,
+                timestamp=rtp_timestamp,
+                marker=marker,
+                payload=payload,
+                sentAt=now,
+            )
             packet = OutgoingRtp(
                 stream=self,
                 ssrc=self.ssrc,
@@ -160,16 +193,9 @@ class RtpStream:
                 audioLevel=audioLevel,
                 voice=voice,
                 frameEnd=index == last,
+                original=entry,
             )
-            self._history.add(
-                SentPacket(
-                    sequenceNumber=self._sequence_number,
-                    timestamp=rtp_timestamp,
-                    marker=marker,
-                    payload=payload,
-                    sentAt=now,
-                )
-            )
+            self._history.add(entry)
             self._sequence_number = (self._sequence_number + 1) & 0xFFFF
             packets.append(packet)
         if self._last_timestamp is None or timestamp >= self._last_timestamp:
@@ -177,30 +203,48 @@ class RtpStream:
             self._last_capture = captureTime
         return packets
 
-    def retransmissions(self, sequenceNumbers: list[int], now: float) -> list[OutgoingRtp]:
-        """Answer a NACK: resend what the history still holds, over RTX when negotiated."""
+    def retransmissions(
+        self, sequenceNumbers: list[int], now: float, budget: RetransmissionBudget
+    ) -> list[OutgoingRtp]:
+        """Answer a NACK: resend what the history still holds, over RTX when negotiated, at
+        most once per round trip and within the transport's retransmission budget."""
         self.nackCount += 1
+        self._history.maxAge = budget.historyAge
         packets: list[OutgoingRtp] = []
         for seq in sequenceNumbers:
             packet = self._history.get(seq, now)
-            if packet is None or now - packet.lastResentAt < MIN_RESEND_INTERVAL:
+            if packet is None:
+                self.nackedPacketsTooOld += 1
+                budget.refusedTooOld += 1
+                continue
+            if packet.resendPending or (
+                packet.lastResentAt is not None
+                and now - packet.lastResentAt < budget.resendInterval
+            ):
+                self.nackedPacketsNotResent += 1
+                budget.refusedTooRecent += 1
+                continue
+            if not budget.allow(len(packet.payload) + 60, now):
+                self.nackedPacketsNotResent += 1
                 continue
             packet.lastResentAt = now
+            packet.resendPending = True
+            packet.resends += 1
             if self.rtx is not None:
                 packets.append(
                     OutgoingRtp(
                         stream=self,
                         ssrc=self.rtx.ssrc,
                         payloadType=self.rtx.payloadType,
-                        sequenceNumber=self._rtx_sequence_number,
+                        sequenceNumber=self._nextRtxSequence(),
                         timestamp=packet.timestamp,
                         marker=packet.marker,
                         payload=packet.sequenceNumber.to_bytes(2, "big") + packet.payload,
                         extensions=self._rtx_extensions,
                         retransmission=True,
+                        original=packet,
                     )
                 )
-                self._rtx_sequence_number = (self._rtx_sequence_number + 1) & 0xFFFF
             else:
                 packets.append(
                     OutgoingRtp(
@@ -213,17 +257,73 @@ class RtpStream:
                         payload=packet.payload,
                         extensions=self._extensions,
                         retransmission=True,
+                        original=packet,
                     )
                 )
         return packets
 
-    def onSent(self, packet: OutgoingRtp, headerSize: int, wallTime: float) -> None:
+    def forget(self, packet: OutgoingRtp) -> None:
+        """``packet`` (media) was dropped before it left: never resend it."""
+        if not packet.retransmission and not packet.padding:
+            self._history.forget(packet.sequenceNumber)
+            self.packetsDroppedBeforeSending += 1
+
+    @property
+    def canPad(self) -> bool:
+        """Padding (for probes) goes on the RTX stream, once media was sent (the router
+        knows the stream then); media SSRCs never carry it."""
+        return self.rtx is not None and self.hasSent
+
+    def paddingPackets(self, size: int) -> list[OutgoingRtp]:
+        """Padding-only RTX packets carrying about ``size`` bytes in all (the router counts
+        them for transport feedback and drops them: an RTX packet without an original)."""
+        if not self.canPad:
+            return []
+        assert self.rtx is not None
+        packets: list[OutgoingRtp] = []
+        timestamp = self.rtpTimestamp(self._last_timestamp or 0)
+        remaining = max(1, size)
+        while remaining > 0:
+            padding = min(MAX_PADDING, remaining)
+            packets.append(
+                OutgoingRtp(
+                    stream=self,
+                    ssrc=self.rtx.ssrc,
+                    payloadType=self.rtx.payloadType,
+                    sequenceNumber=self._nextRtxSequence(),
+                    timestamp=timestamp,
+                    marker=False,
+                    payload=b"",
+                    extensions=self._rtx_extensions,
+                    retransmission=True,
+                    padding=padding,
+                )
+            )
+            remaining -= padding
+        return packets
+
+    def _nextRtxSequence(self) -> int:
+        sequence = self._rtx_sequence_number
+        self._rtx_sequence_number = (sequence + 1) & 0xFFFF
+        return sequence
+
+    def onSent(self, packet: OutgoingRtp, headerSize: int, wallTime: float, now: float) -> None:
         """Count a packet of this stream that left."""
         size = len(packet.payload)
+        original = packet.original
+        if packet.padding:
+            self.paddingPacketsSent += 1
+            self.paddingBytesSent += packet.padding
+            return
         if packet.retransmission:
+            if original is not None:
+                original.resendPending = False
+                original.lastResentAt = now
             self.retransmittedPacketsSent += 1
             self.retransmittedBytesSent += size
             return
+        if original is not None:
+            original.sentAt = now
         self.packetsSent += 1
         self.bytesSent += size
         self.headerBytesSent += headerSize

@@ -1,11 +1,14 @@
 """The asyncio layer of the send path: one ``SendScheduler`` per transport drives every
-producer's pure core (``ProducerSender``).
+producer's pure core (``ProducerSender``) and the transport's own (``TransportSendCore``:
+congestion controller, pacer, allocation, retransmission budget).
 
 It owns what the cores must not: the clock and timers, the encoder executor, the track reader
 tasks, and the port. Frames, encode results and RTCP go into the cores with the time; the
-packets they return are serialised and sent at once (this is where a pacer sits), and one
-timer per transport sends every stream's sender reports. Clock, timers, executor and track
-readers are injected, so tests drive it all synchronously with a fake clock.
+packets they return go into the pacer, which says what to send now and when to come back; the
+packets are serialised as they leave (abs-send-time and the transport-wide sequence number are
+written then). One timer per transport sends every stream's sender reports and lets the
+controller probe. Clock, timers, executor and track readers are injected, so tests drive it
+all synchronously with a fake clock.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ from aiortc.mediastreams import MediaStreamError
 from ....background import BackgroundWork
 from ....types import RtpEncodingParameters, StatsReport
 from ..rtp_port import RtpPort
+from . import rtcp
+from .cc.controller import CongestionController, CongestionOptions
+from .cc.transport_feedback import extractTransportFeedback
+from .pacer import Pacer
 from .pipeline import EncodeJob, SendActions
 from .producer_sender import ProducerSender
 from .rtp_header import ntpTime
 from .rtp_stream import OutgoingRtp
+from .transport_core import PACING_FACTOR, TransportSendCore
 from .workers import audioExecutor, videoExecutor
 
 logger = logging.getLogger(__name__)
@@ -150,7 +158,8 @@ class TrackReader:
 
 
 class SendScheduler:
-    """Drives the producers of one transport over its ``RtpPort``."""
+    """Drives the producers of one transport over its ``RtpPort``: one pacer and one
+    congestion controller for all of them."""
 
     def __init__(
         self,
@@ -159,56 +168,146 @@ class SendScheduler:
         clock: Clock | None = None,
         runner: JobRunner | None = None,
         readerFactory: ReaderFactory | None = None,
+        congestion: CongestionOptions | None = None,
+        pacingFactor: float = PACING_FACTOR,
     ) -> None:
         self.port = port
         self.clock: Clock = clock or LoopClock()
         self.runner: JobRunner = runner or ExecutorJobRunner()
         self.readerFactory: ReaderFactory = readerFactory or TrackReader
         self.background = BackgroundWork("send scheduler")
+        self.core = TransportSendCore(congestion, pacingFactor=pacingFactor)
         self._producers: list[ScheduledProducer] = []
         self._timer: TimerHandle | None = None
+        self._pace_timer: TimerHandle | None = None
+        self._pace_due: float | None = None
+        self._unsubscribe_feedback: Callable[[], None] | None = None
+
+    @property
+    def congestion(self) -> CongestionController:
+        return self.core.congestion
+
+    @property
+    def pacer(self) -> Pacer[OutgoingRtp]:
+        return self.core.pacer
 
     def add(
         self, sender: ProducerSender, track: Any, onTrackEnded: Callable[[], None]
     ) -> ScheduledProducer:
         producer = ScheduledProducer(self, sender, track, onTrackEnded)
         self._producers.append(producer)
+        self.core.addSender(sender, self.clock.now())
         if self._timer is None:
             self._timer = self.clock.callLater(RTCP_TICK, self._tick)
+        if self._unsubscribe_feedback is None:
+            self._unsubscribe_feedback = self.port.listenRawRtcp(self._onRawRtcp)
         return producer
 
     def remove(self, producer: ScheduledProducer) -> None:
         if producer in self._producers:
             self._producers.remove(producer)
-        if not self._producers and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.core.removeSender(producer.sender, self.clock.now())
+        if not self._producers:
+            for timer in (self._timer, self._pace_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._timer = self._pace_timer = None
+            self._pace_due = None
+            if self._unsubscribe_feedback is not None:
+                self._unsubscribe_feedback()
+                self._unsubscribe_feedback = None
 
     def apply(self, producer: ScheduledProducer, actions: SendActions) -> None:
-        """Send the packets, run the jobs; results come back through the producer."""
+        """Queue the packets in the pacer, run the jobs; results come back through the
+        producer."""
         if actions.packets:
             self.sendPackets(actions.packets)
         for job in actions.jobs:
             self.runner.run(job, producer.jobDone(job))
 
     def sendPackets(self, packets: list[OutgoingRtp]) -> None:
-        port = self.port
-        if not port.connected:
+        if not self.port.connected:
             return
-        wall = self.clock.wallTime()
-        ntp = ntpTime(wall)
-        for packet in packets:
-            data = packet.serialize(ntp)
-            try:
-                port.send(data)
-            except ConnectionError:
-                return
-            packet.stream.onSent(packet, len(data) - len(packet.payload), wall)
+        self.core.enqueue(packets, self.clock.now())
+        self._pump()
 
     def sendRtcp(self, packet: bytes) -> None:
         if self.port.connected:
             with contextlib.suppress(ConnectionError):
                 self.port.send(packet)
+
+    def onProducerRtcp(self, producer: ScheduledProducer, packet: Any) -> None:
+        """RTCP about one producer's streams: the transport's share (round trip and loss from
+        receiver reports) first, then the producer's own (NACK, PLI, FIR, its report stats)."""
+        clock = self.clock
+        now, wall = clock.now(), clock.wallTime()
+        ntp = ntpTime(wall)
+        if self.core.onReportBlocks(producer.sender, packet, ntp, now):
+            self._pump()
+        producer.applyActions(producer.sender.onRtcp(packet, now, wall, ntp))
+
+    def transportStats(self) -> StatsReport:
+        """The transport's send-side figures (merged into the transport's getStats)."""
+        return self.core.stats(self.clock.now(), self.clock.wallTime())
+
+    # Internals.
+
+    def _onRawRtcp(self, data: bytes) -> None:
+        """Every inbound RTCP datagram, before aiortc routes it by SSRC: transport feedback
+        (which aiortc cannot parse) and REMB (also the router's limit, which names no SSRC)."""
+        feedbacks = extractTransportFeedback(data)
+        estimates = rtcp.rembBitrates(data)
+        if not feedbacks and not estimates:
+            return
+        now = self.clock.now()
+        for feedback in feedbacks:
+            self.core.onTransportFeedback(feedback, now)
+        for bitrate in estimates:
+            self.core.onRemb(bitrate, now)
+        self._pump()
+
+    def _pump(self) -> None:
+        port = self.port
+        if not port.connected:
+            self.core.pacer.drop(lambda packet: False)
+            return
+        now = self.clock.now()
+        self.core.beforeSending(now)
+        sends = self.core.pacer.process(now, self.core.padding)
+        if sends:
+            wall = self.clock.wallTime()
+            ntp = ntpTime(wall)
+            for send in sends:
+                packet = send.packet
+                sequence = (
+                    self.core.congestion.allocateSequence()
+                    if packet.extensions.writesTransportSequence
+                    else None
+                )
+                data = packet.serialize(ntp, sequence)
+                try:
+                    port.send(data)
+                except ConnectionError:
+                    return
+                self.core.onSent(send, sequence, data, wall, now)
+        self.core.afterSending()
+        self._schedulePacer(now)
+
+    def _schedulePacer(self, now: float) -> None:
+        due = self.core.pacer.nextSendTime(now)
+        if due is None:
+            return
+        if self._pace_timer is not None and self._pace_due is not None and self._pace_due <= due:
+            return
+        if self._pace_timer is not None:
+            self._pace_timer.cancel()
+        self._pace_due = due
+        self._pace_timer = self.clock.callLater(max(0.0, due - now), self._onPaceTimer)
+
+    def _onPaceTimer(self) -> None:
+        self._pace_timer = None
+        self._pace_due = None
+        self._pump()
 
     def _tick(self) -> None:
         self._timer = self.clock.callLater(RTCP_TICK, self._tick)
@@ -219,6 +318,8 @@ class SendScheduler:
         for producer in list(self._producers):
             for report in producer.sender.senderReports(now, ntp):
                 self.sendRtcp(report)
+        if self.core.process(now):
+            self._pump()
 
 
 class ScheduledProducer:
@@ -313,7 +414,12 @@ class ScheduledProducer:
 
     def getStats(self) -> StatsReport:
         clock = self._scheduler.clock
-        return self.sender.getStats(clock.now(), clock.wallTime())
+        report = self.sender.getStats(clock.now(), clock.wallTime())
+        report.update(self._scheduler.core.producerStats(clock.now(), clock.wallTime()))
+        return report
+
+    def applyActions(self, actions: SendActions) -> None:
+        self._apply(actions)
 
     def jobDone(self, job: EncodeJob) -> Callable[[Any, BaseException | None], None]:
         def done(result: Any, error: BaseException | None) -> None:
@@ -372,9 +478,7 @@ class ScheduledProducer:
     def _onRtcp(self, packet: Any) -> None:
         if self._closed:
             return
-        clock = self._scheduler.clock
-        wall = clock.wallTime()
-        self._apply(self.sender.onRtcp(packet, clock.now(), wall, ntpTime(wall)))
+        self._scheduler.onProducerRtcp(self, packet)
 
     def _onEnded(self, track: Any, error: BaseException | None) -> None:
         if error is not None:

@@ -120,7 +120,7 @@ class VideoLayer:
         self._reformatter = VideoReformatter()
         self._encoder = VideoEncoder(mimeType, temporalLayers=encoding.temporalLayers)
         self._packetizer = createPacketizer(mimeType)
-        self.gate = LayerRateGate()
+        self.gate = LayerRateGate(inPlace=self._encoder.changesBitrateLive)
         self.limiter = FramerateLimiter(VIDEO_CLOCK_RATE)
         self.width = 0
         self.height = 0
@@ -252,6 +252,10 @@ class VideoLayer:
             "pliCount": self.stream.pliCount,
             "firCount": self.stream.firCount,
             "encoderImplementation": self._encoder.implementation,
+            # Library figures: how often the target changed, and how (a rebuilt encoder
+            # starts with a key frame; a live change does not).
+            "encoderRebuilds": self._encoder.rebuilds,
+            "encoderBitrateChanges": self._encoder.liveChanges,
             "scaleResolutionDownBy": self.scale,
         }
         if self.maxFramerate:

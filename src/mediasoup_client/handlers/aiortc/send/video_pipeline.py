@@ -2,18 +2,29 @@
 
 Pure: each source frame is mapped onto the producer's media clock and offered to every layer
 that is sending; the layers hand back encode jobs. The pipeline owns the layers' sending state
-(pause, mute, active flags, bandwidth) and splits the bitrate budget across them.
+(pause, mute, active flags, bandwidth) and splits the budget the transport gives it (its share
+of the bandwidth estimate, ``setBitrateBudget``) across them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import av
 import numpy as np
 
-from .bitrate import CongestionTracker, LayerDemand, allocate, defaultMaxBitrate
+from .bitrate import (
+    RESUME_FACTOR,
+    RESUME_HOLD,
+    RESUME_STABLE,
+    LayerDemand,
+    ProducerDemand,
+    allocate,
+    defaultMaxBitrate,
+    layerMinimum,
+)
 from .clock import MediaClock
 from .config import SendConfig
 from .encoders import VIDEO_CLOCK_RATE
@@ -50,7 +61,16 @@ class VideoPipeline:
         self._paused = False
         self._muted = False
         self._has_track = True
-        self._congestion = CongestionTracker()
+        self._bitrate_budget: int | None = None  # the transport's share for us (None: no limit)
+        self._resume_budget: int | None = None  # the share the link has shown it carries
+        self._congested = False
+        # The transport's allocator, told when what we could use changed (it answers with
+        # setBitrateBudget); without one the pipeline splits its last budget itself.
+        self.onDemandChanged: Callable[[float], None] | None = None
+        self._force = False
+        self._force_resuming = False
+        # Layers suspended for bandwidth that the budget would allow again: since when.
+        self._resume_since: dict[int, float] = {}
         self._source_size: tuple[int, int] | None = None
         self._black: av.VideoFrame | None = None
 
@@ -59,14 +79,15 @@ class VideoPipeline:
         return self._paused
 
     @property
-    def estimate(self) -> int | None:
-        return self._congestion.estimate
+    def budget(self) -> int | None:
+        return self._bitrate_budget
 
     # MediaPipeline.
 
     def start(self, now: float) -> None:
         self._started = True
         self._refresh(now)
+        self._demandChanged(now)
 
     def stop(self) -> None:
         self._started = False
@@ -90,7 +111,7 @@ class VideoPipeline:
             self._black = None
             for layer in self.layers:
                 layer.resize(*size)
-            self._reallocate(now, force=True)
+            self._demandChanged(now, force=True)
         if self._muted:
             if self._black is None:
                 self._black = blackFrame(*size)
@@ -118,10 +139,11 @@ class VideoPipeline:
         self._paused = True
         self._clock.discontinuity()
         self._refresh(now)
+        self._demandChanged(now)
 
     def resume(self, now: float) -> None:
         self._paused = False
-        self._refresh(now)
+        self._demandChanged(now, forceResuming=True)
 
     def mute(self, muted: bool, now: float) -> None:
         if muted == self._muted:
@@ -136,6 +158,7 @@ class VideoPipeline:
         self._has_track = present
         self._clock.discontinuity()
         self._refresh(now)
+        self._demandChanged(now, forceResuming=True)
         for layer in self.layers:
             # The key frame must be the new track's first frame, not a leftover of the old one.
             layer.discard()
@@ -150,7 +173,7 @@ class VideoPipeline:
             explicit = explicit or any(key != "active" for key in change)
             if self._source_size is not None:
                 layer.resize(*self._source_size)
-        self._reallocate(now, force=explicit, forceResuming=not explicit)
+        self._demandChanged(now, force=explicit, forceResuming=not explicit)
 
     def requestKeyFrame(self, ssrc: int | None, now: float) -> None:
         """A PLI or FIR for one layer's SSRC (None: every layer)."""
@@ -158,15 +181,38 @@ class VideoPipeline:
             if ssrc is None or layer.stream.ssrc == ssrc:
                 layer.requestKeyFrame(remote=True)
 
-    def onBandwidthEstimate(self, bitrate: int, ssrcs: list[int], now: float) -> None:
-        mine = {layer.stream.ssrc for layer in self.layers}
-        if not mine.intersection(ssrcs):
-            return
-        active = [layer for layer in self.layers if layer.encoding.active]
-        sending = sum(layer.gate.current for layer in active if layer.sending)
-        demand = sum(layer.maxBitrate for layer in active)
-        self._congestion.update(bitrate, sending, demand)
-        self._reallocate(now)
+    def demand(self, now: float) -> ProducerDemand:
+        """What this producer could use: its active layers with the minimum each needs to
+        be sent (a layer suspended for bandwidth needs more to come back, and not at once)."""
+        demand = ProducerDemand(key=self, options=self._budget)
+        self._updateCeilings()
+        if not (self._started and not self._paused and self._has_track):
+            return demand
+        for layer in self.layers:
+            if not layer.encoding.active or layer.width == 0:
+                continue
+            minimum = layerMinimum(layer.maxBitrate, layer.width * layer.height)
+            gate = layer.gate
+            if gate.current == 0 and gate.suspendedAt is not None:
+                if now - gate.suspendedAt < RESUME_HOLD:
+                    minimum = 1 << 40  # not yet
+                else:
+                    minimum = int(minimum * RESUME_FACTOR)
+            demand.layers.append(LayerDemand(layer.index, layer.maxBitrate, minimum))
+        return demand
+
+    def setBitrateBudget(
+        self, budget: int | None, now: float, *, congested: bool = False,
+        resumeBudget: int | None = None,
+    ) -> None:  # fmt: skip
+        """This producer's share of the transport's estimate (None: no limit). ``congested``:
+        the pacer is backed up, encoders over budget should come down even by a little."""
+        self._bitrate_budget = budget
+        self._resume_budget = resumeBudget
+        self._congested = congested
+        force, forceResuming = self._force, self._force_resuming
+        self._force = self._force_resuming = False
+        self._reallocate(now, force=force, forceResuming=forceResuming)
 
     def stats(self, now: float, timestamp: float, codecId: str) -> list[Stats]:
         entries: list[Stats] = []
@@ -180,36 +226,87 @@ class VideoPipeline:
                 not layer.sending and layer.gate.current == 0 and layer.width > 0
             )
             entry["qualityLimitationReason"] = (
-                "bandwidth" if limited and self._congestion.estimate else "none"
+                "bandwidth"
+                if limited and layer.encoding.active and self._bitrate_budget is not None
+                else "none"
             )
             entries.append(entry)
         return entries
 
     # Internals.
 
+    def _demandChanged(
+        self, now: float, *, force: bool = False, forceResuming: bool = False
+    ) -> None:
+        """Layers, sizes or state changed: get a new budget from the transport (or split the
+        last one again when there is no transport allocator)."""
+        self._force = self._force or force
+        self._force_resuming = self._force_resuming or forceResuming
+        if self.onDemandChanged is not None:
+            self.onDemandChanged(now)
+        else:
+            self.setBitrateBudget(
+                self._bitrate_budget, now, congested=self._congested,
+                resumeBudget=self._resume_budget,
+            )  # fmt: skip
+
+    def _updateCeilings(self) -> None:
+        for layer in self.layers:
+            if layer.width:
+                configured = layer.encoding.maxBitrate
+                layer.maxBitrate = configured or defaultMaxBitrate(layer.width, layer.height)
+
     def _reallocate(self, now: float, *, force: bool = False, forceResuming: bool = False) -> None:
         """Split the budget again. ``force``: every layer takes its new target now (explicit
         parameter change, new resolution); ``forceResuming``: only layers coming back do."""
-        demands: list[LayerDemand] = []
+        self._updateCeilings()
+        demands = self.demand(now).layers if self._started else [
+            LayerDemand(layer.index, layer.maxBitrate)
+            for layer in self.layers
+            if layer.encoding.active and layer.width
+        ]
+        # The start bitrate is where the transport's estimate starts, not a cap here.
+        options = replace(self._budget, startBitrate=None)
+        targets = allocate(demands, self._bitrate_budget, options)
+        proven = (
+            allocate(demands, self._resume_budget, options)
+            if self._resume_budget is not None
+            else targets
+        )
         for layer in self.layers:
-            if not layer.encoding.active or layer.width == 0:
-                continue
-            configured = layer.encoding.maxBitrate
-            layer.maxBitrate = configured or defaultMaxBitrate(layer.width, layer.height)
-            demands.append(LayerDemand(layer.index, layer.maxBitrate))
-        options = self._budget
-        if self._congestion.estimate is not None:
-            # The start bitrate only bridges the time before the router's first estimate;
-            # kept on, it would cap the producer for good (the router's codec parameters
-            # carry x-google-start-bitrate, 1 Mbps in mediasoup-demo).
-            options = replace(options, startBitrate=None)
-        targets = allocate(demands, self._congestion.budget, options)
-        for layer in self.layers:
+            gate = layer.gate
+            target = targets.get(layer.index, 0)
+            if target and gate.current == 0 and gate.suspendedAt is not None and not force:
+                # Back from a bandwidth suspension only once the budget has held for a while,
+                # and only within what the link has shown it carries.
+                if not proven.get(layer.index):
+                    targets[layer.index] = 0
+                    self._resume_since.pop(layer.index, None)
+                    continue
+                since = self._resume_since.setdefault(layer.index, now)
+                if now - since < RESUME_STABLE:
+                    targets[layer.index] = 0
+                else:
+                    del self._resume_since[layer.index]
+                    # Start low: an estimate the link has not carried yet (a probe's, while
+                    # this layer was off) may be wrong, and a resumed layer begins with a key
+                    # frame. It rises from there as the gate allows.
+                    minimum = layerMinimum(layer.maxBitrate, layer.width * layer.height)
+                    targets[layer.index] = min(target, int(minimum * RESUME_FACTOR))
+            else:
+                self._resume_since.pop(layer.index, None)
+                if gate.current and target > gate.current and not force:
+                    # Rises too stay within what the link has shown it carries: an estimate
+                    # that grew while we sent less than it says is not proof (measured: a
+                    # rise on it overran a 600 kbit/s link by 10 %).
+                    proof = proven.get(layer.index, 0)
+                    targets[layer.index] = max(gate.current, min(target, proof))
             if layer.index in targets:
                 layer.gate.update(
                     targets[layer.index],
                     now,
                     force=force or (forceResuming and not layer.sending),
+                    congested=self._congested,
                 )
         self._refresh(now)
 
