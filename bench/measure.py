@@ -68,8 +68,9 @@ def median(values: Sequence[float]) -> float | None:
 
 
 class WireCounter:
-    """RTP packets and frames (marker bits) sent per SSRC, counted where both clients hand
-    their RTP to aiortc: ``RTCDtlsTransport._send_rtp`` (before SRTP). The router reports
+    """RTP packets and frames (marker bits) sent per SSRC, counted where each client hands
+    its RTP to SRTP: aiortc's ``RTCDtlsTransport._send_rtp`` (pymediasoup, and our awaited
+    sends) and our send path's ``compat.sendRtpNow`` (the paced path). The router reports
     packets and bytes but no frames; on loopback what is sent is what arrives (the router's
     packetsLost says so), so frames sent per second is the delivered frame rate."""
 
@@ -81,18 +82,32 @@ class WireCounter:
         from aiortc.rtcdtlstransport import RTCDtlsTransport
 
         original: Callable[[Any, bytes], Coroutine[Any, Any, None]] = RTCDtlsTransport._send_rtp
-        packets, frames = self.packets, self.frames
+        count = self._count
 
         async def countingSendRtp(transport: Any, data: bytes) -> None:
-            # RTCP shares this path (types 192..223 in the second byte): not counted.
-            if len(data) >= 12 and not 192 <= data[1] <= 223:
-                ssrc = int.from_bytes(data[8:12], "big")
-                packets[ssrc] += 1
-                if data[1] & 0x80:
-                    frames[ssrc] += 1
+            count(data)
             await original(transport, data)
 
         RTCDtlsTransport._send_rtp = countingSendRtp  # type: ignore[method-assign,assignment]
+        try:
+            from mediasoup_client.handlers.aiortc import compat
+        except ImportError:
+            return  # pymediasoup's process: aiortc's path is the only one
+        sendNow: Callable[[Any, bytes], None] = compat.sendRtpNow
+
+        def countingSendRtpNow(transport: Any, data: bytes) -> None:
+            count(data)
+            sendNow(transport, data)
+
+        compat.sendRtpNow = countingSendRtpNow  # type: ignore[assignment]
+
+    def _count(self, data: bytes) -> None:
+        # RTCP shares these paths (types 192..223 in the second byte): not counted.
+        if len(data) >= 12 and not 192 <= data[1] <= 223:
+            ssrc = int.from_bytes(data[8:12], "big")
+            self.packets[ssrc] += 1
+            if data[1] & 0x80:
+                self.frames[ssrc] += 1
 
 
 @dataclass

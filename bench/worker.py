@@ -390,8 +390,7 @@ async def passthrough(client: BenchClient, args: argparse.Namespace) -> dict[str
         codec=producer.handle.rtpParameters["codecs"][0]["mimeType"],
         encoderImplementation=after.get("encoderImplementation"),
         bitratePerStream=layer["bitrate"] or 0,
-        # Frames sent, from the producer's own counters (our send path does not go through
-        # the RTCDtlsTransport method WireCounter hooks).
+        # Frames sent, from the producer's own counters.
         framerate=(after.get("framesSent", 0) - before.get("framesSent", 0)) / elapsed,
         packetRate=layer["packetRate"] or 0,
         lost=layer["lost"],
