@@ -92,8 +92,10 @@ def _status(delta: int | None) -> int:
 
 
 def _chunks(statuses: list[int]) -> Iterator[int]:
-    """Encode statuses greedily: runs of 7 or more as run chunks, else vectors (one-bit when
-    the next 14 need no large delta)."""
+    """Encode statuses greedily: runs of 14 or more (7 or more at the end) as run chunks, else
+    vectors (one-bit when the next 14 need no large delta). The receive path's feedback
+    generator sizes its packets for this rule (a vector chunk per 7 statuses, a run chunk
+    per long loss run)."""
     position = 0
     count = len(statuses)
     while position < count:
@@ -101,7 +103,7 @@ def _chunks(statuses: list[int]) -> Iterator[int]:
         run = 1
         while position + run < count and statuses[position + run] == status and run < _MAX_RUN:
             run += 1
-        if run >= 7:
+        if run >= 14 or (position + run == count and run >= 7):
             yield (status << 13) | run
             position += run
             continue
