@@ -175,20 +175,25 @@ def parseTransportFeedback(fci: bytes, *, padded: bool = False) -> TransportFeed
     return TransportFeedback(sender, media, base, reference, word & 0xFF, packets)
 
 
-def extractTransportFeedback(data: bytes) -> list[TransportFeedback]:
-    """Every well-formed transport feedback packet of a (compound) RTCP datagram; other
-    packets and malformed feedback are skipped."""
-    found: list[TransportFeedback] = []
+def compoundPackets(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(first header byte, packet type, the packet with its header) for each packet of a
+    (compound) RTCP datagram, up to the first one that is not RTCP version 2 or overruns it."""
     position = 0
     while position + 4 <= len(data):
         first, packet_type, length = struct.unpack_from("!BBH", data, position)
         end = position + 4 + length * 4
         if first >> 6 != 2 or end > len(data):
-            break
+            return
+        yield first, packet_type, data[position:end]
+        position = end
+
+
+def extractTransportFeedback(data: bytes) -> list[TransportFeedback]:
+    """Every well-formed transport feedback packet of a (compound) RTCP datagram; other
+    packets and malformed feedback are skipped."""
+    found: list[TransportFeedback] = []
+    for first, packet_type, packet in compoundPackets(data):
         if packet_type == RTCP_RTPFB and first & 0x1F == FMT_TRANSPORT_FEEDBACK:
             with contextlib.suppress(ValueError):
-                found.append(
-                    parseTransportFeedback(data[position + 4 : end], padded=bool(first & 0x20))
-                )
-        position = end
+                found.append(parseTransportFeedback(packet[4:], padded=bool(first & 0x20)))
     return found
