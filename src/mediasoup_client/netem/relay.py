@@ -23,7 +23,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,54 +294,46 @@ class ImpairmentRelay:
     def _readUplink(self, target: _Target) -> None:
         started = time.perf_counter()
         side = self._sides["up"]
-        link = side.link
-        listener = target.listener
-        offset = time.time() - time.monotonic()
-        for _ in range(_BATCH):
-            try:
-                data, ancillary, _, client = listener.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
-            except BlockingIOError:
-                break
-            except OSError as error:
-                side.unreachable += isinstance(error, ConnectionRefusedError)
-                continue
-            arrival, overflow = self._arrival(ancillary, offset)
-            if overflow is not None:
-                side.kernelDropped += (overflow - target.lastOverflow) & 0xFFFFFFFF
-                target.lastOverflow = overflow
+        for data, client, arrival in self._datagrams(target.listener, side, target):
             flow = target.flows.get(client)
             if flow is None:
                 flow = self._openFlow(target, client)
                 if flow is None:
                     continue
             tag, marker = classify(data)
-            link.offer(arrival, (data, flow), len(data), tag, marker)
+            side.link.offer(arrival, (data, flow), len(data), tag, marker)
         self._release(time.monotonic())
         self._busy += time.perf_counter() - started
 
     def _readDownlink(self, flow: _Flow) -> None:
         started = time.perf_counter()
         side = self._sides["down"]
-        link = side.link
-        upstream = flow.upstream
+        for data, _, arrival in self._datagrams(flow.upstream, side, flow):
+            tag, marker = classify(data)
+            side.link.offer(arrival, (data, flow), len(data), tag, marker)
+        self._release(time.monotonic())
+        self._busy += time.perf_counter() - started
+
+    def _datagrams(
+        self, sock: socket.socket, side: _Side, overflowOf: _Target | _Flow
+    ) -> Iterator[tuple[bytes, tuple[str, int], float]]:
+        """(data, source address, monotonic arrival) of up to ``_BATCH`` waiting datagrams;
+        the kernel's drops (counted on ``overflowOf``'s socket) and ICMP unreachables (the
+        other end's port is gone) go to ``side``'s counters."""
         offset = time.time() - time.monotonic()
         for _ in range(_BATCH):
             try:
-                data, ancillary, _, _ = upstream.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
+                data, ancillary, _, address = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
             except BlockingIOError:
-                break
+                return
             except OSError as error:
-                # The router's port is gone (ICMP unreachable on the connected socket).
                 side.unreachable += isinstance(error, ConnectionRefusedError)
                 continue
             arrival, overflow = self._arrival(ancillary, offset)
             if overflow is not None:
-                side.kernelDropped += (overflow - flow.lastOverflow) & 0xFFFFFFFF
-                flow.lastOverflow = overflow
-            tag, marker = classify(data)
-            link.offer(arrival, (data, flow), len(data), tag, marker)
-        self._release(time.monotonic())
-        self._busy += time.perf_counter() - started
+                side.kernelDropped += (overflow - overflowOf.lastOverflow) & 0xFFFFFFFF
+                overflowOf.lastOverflow = overflow
+            yield data, address, arrival
 
     def _openFlow(self, target: _Target, client: tuple[str, int]) -> _Flow | None:
         loop = self._running()
