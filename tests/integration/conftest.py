@@ -1,12 +1,15 @@
-"""Integration fixtures: the real local mediasoup SFU, started once per test session."""
+"""Integration fixtures: the real local mediasoup SFU, started once per test session, and a
+publisher and a subscriber in a fresh room of it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from mediasoup_client.signaling.local_sfu import LocalSfu
+from mediasoup_client.signaling.room_client import RoomClient
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,3 +26,14 @@ def sfu() -> Iterator[LocalSfu]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def peers(sfu: LocalSfu) -> AsyncIterator[tuple[RoomClient, RoomClient]]:
+    """(publisher, subscriber): one peer that only produces, one that only consumes."""
+    room = uuid.uuid4().hex[:8]
+    publisher = await RoomClient.join(sfu.url_for(room, "publisher"), consume=False)
+    subscriber = await RoomClient.join(sfu.url_for(room, "subscriber"), produce=False)
+    yield publisher, subscriber
+    await subscriber.close()
+    await publisher.close()
