@@ -1,10 +1,10 @@
-"""Integration fixtures: the real local mediasoup SFU, started once per test session, and a
-publisher and a subscriber in a fresh room of it."""
+"""Integration fixtures: a publisher and a subscriber in a fresh room of the local SFU (the
+``sfu`` fixture itself, one per session, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,16 +16,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.sfu)
-
-
-@pytest.fixture(scope="session")
-def sfu() -> Iterator[LocalSfu]:
-    """The running SFU (a synchronous fixture, so every test's event loop can connect)."""
-    server = LocalSfu().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
