@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .enhanced_events import EnhancedEventEmitter
+from .endpoint import Endpoint
 from .handlers.handler_interface import DataChannel
 from .types import AppData, SctpStreamParameters
 
@@ -15,7 +15,7 @@ class DataEndpointLink(Protocol):
     def dataEndpointClosed(self, endpoint: DataChannelEndpoint) -> None: ...
 
 
-class DataChannelEndpoint(EnhancedEventEmitter):
+class DataChannelEndpoint(Endpoint):
     """Events: ``open``, ``error`` (exception), ``close``, ``message`` (str | bytes),
     ``bufferedamountlow``, ``transportclose``. Observer: ``close``."""
 
@@ -28,14 +28,10 @@ class DataChannelEndpoint(EnhancedEventEmitter):
         appData: AppData | None,
         link: DataEndpointLink,
     ) -> None:
-        super().__init__()
-        self._id = id
+        super().__init__(id=id, appData=appData)
         self._dataChannel = dataChannel
         self._sctpStreamParameters = sctpStreamParameters
-        self._appData: AppData = appData if appData is not None else {}
         self._link = link
-        self._closed = False
-        self._observer = EnhancedEventEmitter()
         dataChannel.on("open", self._onOpen)
         dataChannel.on("error", self._onError)
         dataChannel.on("close", self._onClose)
@@ -43,16 +39,8 @@ class DataChannelEndpoint(EnhancedEventEmitter):
         dataChannel.on("bufferedamountlow", self._onBufferedAmountLow)
 
     @property
-    def id(self) -> str:
-        return self._id
-
-    @property
     def dataChannel(self) -> DataChannel:
         return self._dataChannel
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def sctpStreamParameters(self) -> SctpStreamParameters:
@@ -82,18 +70,6 @@ class DataChannelEndpoint(EnhancedEventEmitter):
     def bufferedAmountLowThreshold(self, value: int) -> None:
         self._dataChannel.bufferedAmountLowThreshold = value
 
-    @property
-    def appData(self) -> AppData:
-        return self._appData
-
-    @appData.setter
-    def appData(self, appData: AppData) -> None:
-        self._appData = appData
-
-    @property
-    def observer(self) -> EnhancedEventEmitter:
-        return self._observer
-
     def close(self) -> None:
         self._finish(event=None)
 
@@ -106,11 +82,7 @@ class DataChannelEndpoint(EnhancedEventEmitter):
         self._closed = True
         self._dataChannel.close()
         self._link.dataEndpointClosed(self)
-        if event is not None:
-            self.safeEmit(event)
-        self._observer.safeEmit("close")
-        self.remove_all_listeners()
-        self._observer.remove_all_listeners()
+        self._emitClosed(event)
 
     def _onOpen(self) -> None:
         if not self._closed:

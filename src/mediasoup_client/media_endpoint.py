@@ -8,14 +8,14 @@ import logging
 from typing import Any
 
 from .background import BackgroundWork
-from .enhanced_events import EnhancedEventEmitter
+from .endpoint import Endpoint
 from .handlers.handler_interface import MediaTrack
 from .types import AppData, MediaKind, RtpParameters
 
 logger = logging.getLogger(__name__)
 
 
-class MediaEndpoint(EnhancedEventEmitter):
+class MediaEndpoint(Endpoint):
     """Events: ``transportclose``, ``trackended``. Observer: ``close pause resume trackended``."""
 
     def __init__(
@@ -29,33 +29,21 @@ class MediaEndpoint(EnhancedEventEmitter):
         appData: AppData | None,
         stopTracks: bool,
     ) -> None:
-        super().__init__()
-        self._id = id
+        super().__init__(id=id, appData=appData)
         self._localId = localId
         self._kind: MediaKind = kind
         self._track: MediaTrack | None = track
         self._rtpParameters = rtpParameters
-        self._closed = False
         self._paused = False
         self._stopTracks = stopTracks
-        self._appData: AppData = appData if appData is not None else {}
-        self._observer = EnhancedEventEmitter()
         # pause()/resume() are synchronous in mediasoup-client; their engine work is queued.
         self._background = BackgroundWork(f"{type(self).__name__.lower()} {id}")
         self._endedTracks: set[int] = set()
         self._handleTrack()
 
     @property
-    def id(self) -> str:
-        return self._id
-
-    @property
     def localId(self) -> str:
         return self._localId
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def kind(self) -> MediaKind:
@@ -68,18 +56,6 @@ class MediaEndpoint(EnhancedEventEmitter):
     @property
     def paused(self) -> bool:
         return self._paused
-
-    @property
-    def appData(self) -> AppData:
-        return self._appData
-
-    @appData.setter
-    def appData(self, appData: AppData) -> None:
-        self._appData = appData
-
-    @property
-    def observer(self) -> EnhancedEventEmitter:
-        return self._observer
 
     def close(self) -> None:
         if self._closed:
@@ -126,11 +102,7 @@ class MediaEndpoint(EnhancedEventEmitter):
         self._handleTrack()
 
     def _finish(self, event: str | None) -> None:
-        if event is not None:
-            self.safeEmit(event)
-        self._observer.safeEmit("close")
-        self.remove_all_listeners()
-        self._observer.remove_all_listeners()
+        self._emitClosed(event)
 
     def _handleTrack(self) -> None:
         if self._track is not None:

@@ -1,5 +1,5 @@
-"""Browser fixtures: the local SFU (one per session) and one headless Chromium per test module
-(tabs are cheap; a browser start is not)."""
+"""Browser fixtures: one headless Chromium per test module (tabs are cheap; a browser start is
+not). The local SFU (one per session) is tests/conftest.py's ``sfu``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from mediasoup_client.signaling.local_sfu import LocalSfu
 from tests.browser.peer import Chromium
 
 
@@ -16,15 +15,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "tests/browser" in str(item.fspath):
             item.add_marker(pytest.mark.sfu)
             item.add_marker(pytest.mark.browser)
-
-
-@pytest.fixture(scope="session")
-def sfu() -> Iterator[LocalSfu]:
-    server = LocalSfu().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,15 @@
-"""Integration fixtures: the real local mediasoup SFU, started once per test session."""
+"""Integration fixtures: a publisher and a subscriber in a fresh room of the local SFU (the
+``sfu`` fixture itself, one per session, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
 from mediasoup_client.signaling.local_sfu import LocalSfu
+from mediasoup_client.signaling.room_client import RoomClient
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -15,11 +18,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.sfu)
 
 
-@pytest.fixture(scope="session")
-def sfu() -> Iterator[LocalSfu]:
-    """The running SFU (a synchronous fixture, so every test's event loop can connect)."""
-    server = LocalSfu().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+async def peers(sfu: LocalSfu) -> AsyncIterator[tuple[RoomClient, RoomClient]]:
+    """(publisher, subscriber): one peer that only produces, one that only consumes."""
+    room = uuid.uuid4().hex[:8]
+    publisher = await RoomClient.join(sfu.url_for(room, "publisher"), consume=False)
+    subscriber = await RoomClient.join(sfu.url_for(room, "subscriber"), produce=False)
+    yield publisher, subscriber
+    await subscriber.close()
+    await publisher.close()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mediasoup_client import Producer
+from mediasoup_client import Consumer, Producer
 from mediasoup_client.signaling.room_client import RoomClient
 
 
@@ -53,3 +53,13 @@ async def measure(
         }
         for key, s in after.items()
     }
+
+
+async def consumerOf(subscriber: RoomClient, producerId: str) -> Consumer:
+    """The subscriber's consumer of ``producerId``, once the server has offered it."""
+
+    async def present() -> bool:
+        return any(c.producerId == producerId for c in subscriber.consumers.values())
+
+    await waitFor(present, 10, "the server's newConsumer")
+    return next(c for c in subscriber.consumers.values() if c.producerId == producerId)

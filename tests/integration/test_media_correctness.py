@@ -6,35 +6,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from mediasoup_client import Consumer
 from mediasoup_client.media.test_sources import PatternVideoTrack, ToneAudioTrack, readFrameNumber
-from mediasoup_client.signaling.local_sfu import LocalSfu
 from mediasoup_client.signaling.protoo import ProtooError
 from mediasoup_client.signaling.room_client import RoomClient
-from tests.integration.router import waitFor
-
-
-@pytest.fixture
-async def peers(sfu: LocalSfu) -> AsyncIterator[tuple[RoomClient, RoomClient]]:
-    room = uuid.uuid4().hex[:8]
-    publisher = await RoomClient.join(sfu.url_for(room, "publisher"), consume=False)
-    subscriber = await RoomClient.join(sfu.url_for(room, "subscriber"), produce=False)
-    yield publisher, subscriber
-    await subscriber.close()
-    await publisher.close()
-
-
-async def consumerOf(subscriber: RoomClient, producerId: str) -> Consumer:
-    async def present() -> bool:
-        return any(c.producerId == producerId for c in subscriber.consumers.values())
-
-    await waitFor(present, 10, "the server's newConsumer")
-    return next(c for c in subscriber.consumers.values() if c.producerId == producerId)
+from tests.integration.router import consumerOf
 
 
 async def decodedFrames(consumer: Consumer, seconds: float) -> list[int]:

@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from mediasoup_client import Consumer, UnsupportedError
+from mediasoup_client import UnsupportedError
 from mediasoup_client.media import (
     AudioSource,
     AudioStream,
@@ -34,19 +33,8 @@ from mediasoup_client.media.test_sources import (
     readFrameNumberFromLuma,
     writeTestFile,
 )
-from mediasoup_client.signaling.local_sfu import LocalSfu
 from mediasoup_client.signaling.room_client import RoomClient
-from tests.integration.router import routerStreams, waitFor
-
-
-@pytest.fixture
-async def peers(sfu: LocalSfu) -> AsyncIterator[tuple[RoomClient, RoomClient]]:
-    room = uuid.uuid4().hex[:8]
-    publisher = await RoomClient.join(sfu.url_for(room, "publisher"), consume=False)
-    subscriber = await RoomClient.join(sfu.url_for(room, "subscriber"), produce=False)
-    yield publisher, subscriber
-    await subscriber.close()
-    await publisher.close()
+from tests.integration.router import consumerOf, routerStreams, waitFor
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +47,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # MPEG-TS: streamable over plain HTTP, Annex B with the parameter sets in-band.
         "ts": Path(writeTestFile(str(folder / "clip.ts"), width=320, height=240)),
     }
-
-
-async def consumerOf(subscriber: RoomClient, producerId: str) -> Consumer:
-    async def present() -> bool:
-        return any(c.producerId == producerId for c in subscriber.consumers.values())
-
-    await waitFor(present, 10, "the server's newConsumer")
-    return next(c for c in subscriber.consumers.values() if c.producerId == producerId)
 
 
 async def framesFor(stream: VideoStream, seconds: float) -> list[Any]:

@@ -20,7 +20,7 @@ import pytest
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtcpRtpfbPacket, RtpPacket
 
 from mediasoup_client.handlers.aiortc.receive import ConsumerReceiver, TransportFeedbackSender
-from mediasoup_client.handlers.aiortc.receive.transport_feedback import parseTransportFeedback
+from mediasoup_client.handlers.aiortc.send.cc.transport_feedback import extractTransportFeedback
 from mediasoup_client.handlers.aiortc.send.config import sendConfig
 from mediasoup_client.handlers.aiortc.send.producer_sender import PauseMode, ProducerSender
 from mediasoup_client.handlers.aiortc.send.scheduler import ScheduledProducer, SendScheduler
@@ -136,7 +136,7 @@ class Loop:
         packets: list[Any] = []
         for data in self.recvPort.rtcp:
             if data[1] == 205 and data[0] & 0x1F == 15:
-                packets.append(parseTransportFeedback(data))
+                packets.extend(extractTransportFeedback(data))
             else:
                 packets.extend(RtcpPacket.parse(data))
         return packets
@@ -281,7 +281,7 @@ async def test_receiver_reports_and_transport_feedback_go_out(loops: list[Loop])
     feedback = [p for p in loop.rtcpFromReceiver() if not hasattr(p, "ssrc")]
     reported = set()
     for packet in feedback:
-        reported |= set(packet.received)
+        reported |= {seq for seq, arrival in packet.arrivals() if arrival is not None}
     assert len(reported) >= loop.transportSeq * 0.8
 
 

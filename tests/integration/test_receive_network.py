@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -18,9 +17,8 @@ import pytest
 from mediasoup_client import Consumer
 from mediasoup_client.handlers.aiortc import compat
 from mediasoup_client.media.test_sources import PatternVideoTrack, readFrameNumber
-from mediasoup_client.signaling.local_sfu import LocalSfu
 from mediasoup_client.signaling.room_client import RoomClient
-from tests.integration.router import waitFor
+from tests.integration.router import consumerOf, waitFor
 
 # Issue 14's producer: three layers of 640x480, about 2 Mbit/s in all; on a 400 kbit/s
 # downlink only the lowest fits.
@@ -83,16 +81,6 @@ def hook(monkeypatch: pytest.MonkeyPatch) -> PortHook:
     return port_hook
 
 
-@pytest.fixture
-async def peers(sfu: LocalSfu) -> AsyncIterator[tuple[RoomClient, RoomClient]]:
-    room = uuid.uuid4().hex[:8]
-    publisher = await RoomClient.join(sfu.url_for(room, "publisher"), consume=False)
-    subscriber = await RoomClient.join(sfu.url_for(room, "subscriber"), produce=False)
-    yield publisher, subscriber
-    await subscriber.close()
-    await publisher.close()
-
-
 class FrameLog:
     """Reads the consumer's track all the time, noting when each frame came and its number."""
 
@@ -116,14 +104,6 @@ class FrameLog:
 
     def stop(self) -> None:
         self._task.cancel()
-
-
-async def consumerOf(subscriber: RoomClient, producerId: str) -> Consumer:
-    async def present() -> bool:
-        return any(c.producerId == producerId for c in subscriber.consumers.values())
-
-    await waitFor(present, 10, "the server's newConsumer")
-    return next(c for c in subscriber.consumers.values() if c.producerId == producerId)
 
 
 async def inbound(consumer: Consumer) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from mediasoup_client.handlers.aiortc.connection import TransportConnection
 from mediasoup_client.handlers.aiortc.connection_state import (
     ALLOWED,
     ConnectionStateMachine,
@@ -124,12 +125,18 @@ async def router() -> RouterSide:
     await side.close()
 
 
-async def test_connects_over_ice_and_dtls(router: RouterSide) -> None:
+async def connected(router: RouterSide) -> tuple[TransportConnection, StateLog]:
+    """A client transport connected to ``router`` (FAST liveness), and the log of its states."""
     client = clientFor(router, policy=FAST)
     log = StateLog(client)
     await client.signal()
     await client.waitConnected()
     await log.waitFor("connected")
+    return client, log
+
+
+async def test_connects_over_ice_and_dtls(router: RouterSide) -> None:
+    client, log = await connected(router)
     assert log.states == ["connecting", "connected"]
     await client.close()
     assert log.states == ["connecting", "connected", "closed"]
@@ -147,11 +154,7 @@ async def test_a_wrong_fingerprint_fails(router: RouterSide) -> None:
 
 
 async def test_the_router_closing_the_transport_fails_it_once(router: RouterSide) -> None:
-    client = clientFor(router, policy=FAST)
-    log = StateLog(client)
-    await client.signal()
-    await client.waitConnected()
-    await log.waitFor("connected")
+    client, log = await connected(router)
     await router.closeDtls()
     await log.waitFor("failed")
     assert log.states == ["connecting", "connected", "failed"]
@@ -159,11 +162,7 @@ async def test_the_router_closing_the_transport_fails_it_once(router: RouterSide
 
 
 async def test_an_outage_is_disconnected_then_connected_again(router: RouterSide) -> None:
-    client = clientFor(router, policy=FAST)
-    log = StateLog(client)
-    await client.signal()
-    await client.waitConnected()
-    await log.waitFor("connected")
+    client, log = await connected(router)
     router.blackhole(True)
     await log.waitFor("disconnected", timeout=3)
     router.blackhole(False)  # consent checks are answered again
@@ -173,11 +172,7 @@ async def test_an_outage_is_disconnected_then_connected_again(router: RouterSide
 
 
 async def test_a_long_outage_fails_for_good(router: RouterSide) -> None:
-    client = clientFor(router, policy=FAST)
-    log = StateLog(client)
-    await client.signal()
-    await client.waitConnected()
-    await log.waitFor("connected")
+    client, log = await connected(router)
     router.blackhole(True)
     await log.waitFor("failed", timeout=5)
     router.blackhole(False)

@@ -34,7 +34,6 @@ from mediasoup_client.handlers.aiortc.send.packetizers import (
     H264Packetizer,
     Vp8Packetizer,
     Vp9Packetizer,
-    splitAnnexB,
 )
 from mediasoup_client.handlers.aiortc.send.rtcp import firRequests, reportBlocks
 from mediasoup_client.handlers.aiortc.send.rtp_header import (
@@ -44,6 +43,7 @@ from mediasoup_client.handlers.aiortc.send.rtp_header import (
     rtpHeader,
 )
 from mediasoup_client.handlers.aiortc.send.video_layer import privateCopy
+from mediasoup_client.media.bitstream import annexBUnits
 from mediasoup_client.rtp_extensions import URI_ABS_SEND_TIME, URI_TRANSPORT_WIDE_CC
 from tests.unit.fake_rtp_port import EXTENSION_IDS, extensionsMap
 
@@ -97,7 +97,7 @@ def test_h264_aggregates_small_nal_units_and_fragments_large_ones():
     assert all(p[0] & 0x1F == 28 for p in payloads[1:])  # FU-A
     assert all(len(p) <= MAX_PAYLOAD for p in payloads)
     rebuilt = b"".join(h264_depayload(p) for p in payloads)
-    assert list(splitAnnexB(rebuilt)) == [sps, pps, idr]
+    assert list(annexBUnits(rebuilt)) == [sps, pps, idr]
 
 
 def test_h264_small_frame_is_a_single_nal_unit_packet():

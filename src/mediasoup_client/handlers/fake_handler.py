@@ -32,6 +32,7 @@ from ..types import (
     DtlsParameters,
     IceParameters,
     IceServer,
+    RtcpFeedback,
     RtpCapabilities,
     RtpEncodingParameters,
     RtpParameters,
@@ -54,8 +55,9 @@ from .handler_interface import (
     MediaTrack,
     NamedHandlerFactory,
 )
+from .native_capabilities import h264Parameters, opusCodec, videoCodecWithRtx
 
-_VIDEO_FEEDBACK = [
+_VIDEO_FEEDBACK: list[RtcpFeedback] = [
     {"type": "goog-remb"},
     {"type": "transport-cc"},
     {"type": "ccm", "parameter": "fir"},
@@ -64,39 +66,10 @@ _VIDEO_FEEDBACK = [
 ]
 
 
-def _video_codec(mime_type: str, pt: int, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": "video",
-            "mimeType": mime_type,
-            "preferredPayloadType": pt,
-            "clockRate": 90000,
-            "parameters": parameters,
-            "rtcpFeedback": copy.deepcopy(_VIDEO_FEEDBACK),
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/rtx",
-            "preferredPayloadType": pt + 1,
-            "clockRate": 90000,
-            "parameters": {"apt": pt},
-            "rtcpFeedback": [],
-        },
-    ]
-
-
 # What a typical WebRTC engine offers; payload types and extension ids are the engine's own.
 FAKE_NATIVE_RTP_CAPABILITIES: dict[str, Any] = {
     "codecs": [
-        {
-            "kind": "audio",
-            "mimeType": "audio/opus",
-            "preferredPayloadType": 111,
-            "clockRate": 48000,
-            "channels": 2,
-            "parameters": {"minptime": 10, "useinbandfec": 1},
-            "rtcpFeedback": [{"type": "transport-cc"}],
-        },
+        opusCodec([{"type": "transport-cc"}]),
         {
             "kind": "audio",
             "mimeType": "audio/PCMU",
@@ -105,18 +78,10 @@ FAKE_NATIVE_RTP_CAPABILITIES: dict[str, Any] = {
             "channels": 1,
             "rtcpFeedback": [],
         },
-        *_video_codec("video/VP8", 96, {}),
-        *_video_codec("video/VP9", 98, {"profile-id": 0}),
-        *_video_codec(
-            "video/H264",
-            100,
-            {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "42e01f"},
-        ),
-        *_video_codec(
-            "video/H264",
-            102,
-            {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "4d0032"},
-        ),
+        *videoCodecWithRtx("video/VP8", 96, {}, _VIDEO_FEEDBACK),
+        *videoCodecWithRtx("video/VP9", 98, {"profile-id": 0}, _VIDEO_FEEDBACK),
+        *videoCodecWithRtx("video/H264", 100, h264Parameters("42e01f"), _VIDEO_FEEDBACK),
+        *videoCodecWithRtx("video/H264", 102, h264Parameters("4d0032"), _VIDEO_FEEDBACK),
     ],
     "headerExtensions": [
         {"kind": kind, "uri": uri, "preferredId": pid}

@@ -242,6 +242,31 @@ class _Demuxer(_Feed):
     by the tracks themselves (``peek``/``take``); a network stream (``threaded``) in a thread
     of its own, which pushes what arrives."""
 
+    @classmethod
+    def open(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        loop: bool,
+        paced: bool | None,
+        clock: _Clock,
+        format: str | None,
+        options: dict[str, str] | None,
+    ) -> _Demuxer:
+        """A demuxer of a local file (TypeError when there is none) or a URL. A URL is never
+        looped and, unless ``paced`` says otherwise, not paced (it arrives in real time)."""
+        path = os.fspath(source)
+        if not _isUrl(path) and not Path(path).is_file():
+            raise TypeError(f"no such media file: {path}")
+        return cls(
+            path,
+            loop=loop and not _isUrl(path),
+            paced=paced if paced is not None else not _isUrl(path),
+            clock=clock,
+            format=format,
+            options=options,
+        )
+
     def __init__(
         self,
         url: str,
@@ -668,16 +693,8 @@ class EncodedVideoSource(_Track):
                     )
                     rendition = Rendition()
                 elif isinstance(source, str | os.PathLike):
-                    path = os.fspath(source)
-                    if not _isUrl(path) and not Path(path).is_file():
-                        raise TypeError(f"no such media file: {path}")
-                    demuxer = _Demuxer(
-                        path,
-                        loop=loop and not _isUrl(path),
-                        paced=paced if paced is not None else not _isUrl(path),
-                        clock=clock,
-                        format=format,
-                        options=options,
+                    demuxer = _Demuxer.open(
+                        source, loop=loop, paced=paced, clock=clock, format=format, options=options
                     )
                     self._addFeed(demuxer, demuxer.trackClock)
                     mime, profile, rendition = demuxer.addVideo(demuxer.videoStream(), self, layer)
@@ -772,21 +789,13 @@ class EncodedAudioSource(_Track):
             )
             found = channels
         elif isinstance(source, str | os.PathLike):
-            path = os.fspath(source)
-            if not _isUrl(path) and not Path(path).is_file():
-                raise TypeError(f"no such media file: {path}")
-            demuxer = _Demuxer(
-                path,
-                loop=loop and not _isUrl(path),
-                paced=paced if paced is not None else not _isUrl(path),
-                clock=clock,
-                format=format,
-                options=options,
+            demuxer = _Demuxer.open(
+                source, loop=loop, paced=paced, clock=clock, format=format, options=options
             )
             stream = demuxer.audioStream()
             if stream is None:
                 demuxer.close()
-                raise TypeError(f"{path} has no audio stream")
+                raise TypeError(f"{demuxer.url} has no audio stream")
             self._addFeed(demuxer, demuxer.trackClock)
             found = demuxer.addAudio(stream, self)
         else:
@@ -814,16 +823,8 @@ class EncodedMediaPlayer:
         format: str | None = None,
         options: dict[str, str] | None = None,
     ) -> None:
-        path = os.fspath(source)
-        if not _isUrl(path) and not Path(path).is_file():
-            raise TypeError(f"no such media file: {path}")
-        demuxer = _Demuxer(
-            path,
-            loop=loop and not _isUrl(path),
-            paced=paced if paced is not None else not _isUrl(path),
-            clock=_Clock(),
-            format=format,
-            options=options,
+        demuxer = _Demuxer.open(
+            source, loop=loop, paced=paced, clock=_Clock(), format=format, options=options
         )
         self.video: EncodedVideoSource | None = None
         self.audio: EncodedAudioSource | None = None
@@ -834,7 +835,7 @@ class EncodedMediaPlayer:
             if video and has_video:
                 self.video = EncodedVideoSource(_demuxer=demuxer)
             if audio and stream is not None and self.audioCodec == "opus":
-                self.audio = EncodedAudioSource(path, _demuxer=demuxer)
+                self.audio = EncodedAudioSource(demuxer.url, _demuxer=demuxer)
         except BaseException:
             demuxer.close()
             raise

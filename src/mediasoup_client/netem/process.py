@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..types import IceCandidate
-from .relay import ImpairmentRelay
+from .relay import ImpairmentRelay, relayUdpCandidates
 from .spec import (
     GilbertElliott,
     ImpairmentSpec,
@@ -31,7 +31,7 @@ from .spec import (
     Phase,
     Plan,
     parseImpairment,
-    planOf,
+    requestedSpec,
 )
 
 
@@ -80,15 +80,7 @@ class RelayProcess:
         return str(host), int(listenPort)
 
     async def relayCandidates(self, candidates: Iterable[IceCandidate]) -> list[IceCandidate]:
-        relayed: list[IceCandidate] = []
-        for candidate in candidates:
-            if candidate.get("protocol") != "udp":
-                continue
-            host, port = await self.addTarget(candidate["ip"], candidate["port"])
-            relayed.append({**candidate, "ip": host, "port": port})
-        if not relayed:
-            raise ValueError("no UDP candidate to relay (the relay carries UDP only)")
-        return relayed
+        return await relayUdpCandidates(self.addTarget, candidates)
 
     async def configure(
         self,
@@ -97,15 +89,7 @@ class RelayProcess:
         up: LinkConfig | str | Plan | None = None,
         down: LinkConfig | str | Plan | None = None,
     ) -> None:
-        if spec is None:
-            spec = ImpairmentSpec(
-                up=None if up is None else planOf(up), down=None if down is None else planOf(down)
-            )
-        elif up is not None or down is not None:
-            raise TypeError("give either a spec or up/down, not both")
-        if isinstance(spec, str):
-            spec = parseImpairment(spec)
-        await self._request("configure", spec=_specToJson(spec))
+        await self._request("configure", spec=_specToJson(requestedSpec(spec, up, down)))
 
     async def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("stats")

@@ -23,14 +23,14 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..types import IceCandidate
 from .link import Link
 from .packets import classify
-from .spec import ImpairmentSpec, LinkConfig, Plan, parseImpairment, planOf
+from .spec import ImpairmentSpec, LinkConfig, Plan, parseImpairment, requestedSpec
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,23 @@ def _openSocket(host: str) -> socket.socket:
     return sock
 
 
+async def relayUdpCandidates(
+    addTarget: Callable[[str, int], Awaitable[tuple[str, int]]],
+    candidates: Iterable[IceCandidate],
+) -> list[IceCandidate]:
+    """``candidates`` rewritten to the relay ports ``addTarget`` opens for them: UDP only
+    (the relay carries UDP), ValueError when none is left."""
+    relayed: list[IceCandidate] = []
+    for candidate in candidates:
+        if candidate.get("protocol") != "udp":
+            continue
+        host, port = await addTarget(candidate["ip"], candidate["port"])
+        relayed.append({**candidate, "ip": host, "port": port})
+    if not relayed:
+        raise ValueError("no UDP candidate to relay (the relay carries UDP only)")
+    return relayed
+
+
 class ImpairmentRelay:
     """An impairment relay in this process's event loop (see :class:`RelayProcess` for one
     in a process of its own, which the client's own work cannot delay)."""
@@ -188,15 +205,7 @@ class ImpairmentRelay:
         """The router's candidates as the client should use them: every UDP candidate
         rewritten to the relay's port for it; TCP candidates left out (the relay is UDP
         only, and so is the library's engine)."""
-        relayed: list[IceCandidate] = []
-        for candidate in candidates:
-            if candidate.get("protocol") != "udp":
-                continue
-            host, port = await self.addTarget(candidate["ip"], candidate["port"])
-            relayed.append({**candidate, "ip": host, "port": port})
-        if not relayed:
-            raise ValueError("no UDP candidate to relay (the relay carries UDP only)")
-        return relayed
+        return await relayUdpCandidates(self.addTarget, candidates)
 
     async def configure(
         self,
@@ -207,14 +216,7 @@ class ImpairmentRelay:
     ) -> None:
         """Change the impairment from now on: a whole spec (the directions it names), or
         ``up``/``down`` configs or one-direction texts ("rate=600k for 10s then ...")."""
-        if isinstance(spec, str):
-            spec = parseImpairment(spec)
-        if spec is None:
-            spec = ImpairmentSpec(
-                up=None if up is None else planOf(up), down=None if down is None else planOf(down)
-            )
-        elif up is not None or down is not None:
-            raise TypeError("give either a spec or up/down, not both")
+        spec = requestedSpec(spec, up, down)
         if self._loop is None:
             self._pendingSpec = spec
             return
@@ -292,54 +294,46 @@ class ImpairmentRelay:
     def _readUplink(self, target: _Target) -> None:
         started = time.perf_counter()
         side = self._sides["up"]
-        link = side.link
-        listener = target.listener
-        offset = time.time() - time.monotonic()
-        for _ in range(_BATCH):
-            try:
-                data, ancillary, _, client = listener.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
-            except BlockingIOError:
-                break
-            except OSError as error:
-                side.unreachable += isinstance(error, ConnectionRefusedError)
-                continue
-            arrival, overflow = self._arrival(ancillary, offset)
-            if overflow is not None:
-                side.kernelDropped += (overflow - target.lastOverflow) & 0xFFFFFFFF
-                target.lastOverflow = overflow
+        for data, client, arrival in self._datagrams(target.listener, side, target):
             flow = target.flows.get(client)
             if flow is None:
                 flow = self._openFlow(target, client)
                 if flow is None:
                     continue
             tag, marker = classify(data)
-            link.offer(arrival, (data, flow), len(data), tag, marker)
+            side.link.offer(arrival, (data, flow), len(data), tag, marker)
         self._release(time.monotonic())
         self._busy += time.perf_counter() - started
 
     def _readDownlink(self, flow: _Flow) -> None:
         started = time.perf_counter()
         side = self._sides["down"]
-        link = side.link
-        upstream = flow.upstream
+        for data, _, arrival in self._datagrams(flow.upstream, side, flow):
+            tag, marker = classify(data)
+            side.link.offer(arrival, (data, flow), len(data), tag, marker)
+        self._release(time.monotonic())
+        self._busy += time.perf_counter() - started
+
+    def _datagrams(
+        self, sock: socket.socket, side: _Side, overflowOf: _Target | _Flow
+    ) -> Iterator[tuple[bytes, tuple[str, int], float]]:
+        """(data, source address, monotonic arrival) of up to ``_BATCH`` waiting datagrams;
+        the kernel's drops (counted on ``overflowOf``'s socket) and ICMP unreachables (the
+        other end's port is gone) go to ``side``'s counters."""
         offset = time.time() - time.monotonic()
         for _ in range(_BATCH):
             try:
-                data, ancillary, _, _ = upstream.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
+                data, ancillary, _, address = sock.recvmsg(_MAX_DATAGRAM, _ANCILLARY)
             except BlockingIOError:
-                break
+                return
             except OSError as error:
-                # The router's port is gone (ICMP unreachable on the connected socket).
                 side.unreachable += isinstance(error, ConnectionRefusedError)
                 continue
             arrival, overflow = self._arrival(ancillary, offset)
             if overflow is not None:
-                side.kernelDropped += (overflow - flow.lastOverflow) & 0xFFFFFFFF
-                flow.lastOverflow = overflow
-            tag, marker = classify(data)
-            link.offer(arrival, (data, flow), len(data), tag, marker)
-        self._release(time.monotonic())
-        self._busy += time.perf_counter() - started
+                side.kernelDropped += (overflow - overflowOf.lastOverflow) & 0xFFFFFFFF
+                overflowOf.lastOverflow = overflow
+            yield data, address, arrival
 
     def _openFlow(self, target: _Target, client: tuple[str, int]) -> _Flow | None:
         loop = self._running()

@@ -188,6 +188,24 @@ def planOf(config: LinkConfig | str | Plan) -> Plan:
     return config
 
 
+def requestedSpec(
+    spec: ImpairmentSpec | str | None,
+    up: LinkConfig | str | Plan | None,
+    down: LinkConfig | str | Plan | None,
+) -> ImpairmentSpec:
+    """What a relay's ``configure(spec, up=..., down=...)`` asks for: a whole spec (or its
+    text), or the plans of the directions given; TypeError for both at once."""
+    if isinstance(spec, str):
+        spec = parseImpairment(spec)
+    if spec is None:
+        return ImpairmentSpec(
+            up=None if up is None else planOf(up), down=None if down is None else planOf(down)
+        )
+    if up is not None or down is not None:
+        raise TypeError("give either a spec or up/down, not both")
+    return spec
+
+
 # Parsing.
 _THEN = re.compile(r"\s+then\s+", re.IGNORECASE)
 _FOR = re.compile(r"(?:^|\s+)for\s+(\S+)\s*$", re.IGNORECASE)

@@ -9,14 +9,9 @@ estimate would compete with the router's, and mediasoup uses transport-cc when b
 
 from __future__ import annotations
 
-import copy
-
+from ....rtp_extensions import URI_AUDIO_LEVEL, URI_MID, URI_TRANSPORT_WIDE_CC
 from ....types import RtcpFeedback, RtpCapabilities, RtpCodecCapability, RtpHeaderExtension
-
-URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
-URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-URI_TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+from ...native_capabilities import h264Parameters, opusCodec, videoCodecWithRtx
 
 _VIDEO_FEEDBACK: list[RtcpFeedback] = [
     {"type": "transport-cc", "parameter": ""},
@@ -26,47 +21,12 @@ _VIDEO_FEEDBACK: list[RtcpFeedback] = [
 ]
 
 
-def _video(mimeType: str, pt: int, parameters: dict[str, object]) -> list[RtpCodecCapability]:
-    return [
-        {
-            "kind": "video",
-            "mimeType": mimeType,
-            "preferredPayloadType": pt,
-            "clockRate": 90000,
-            "parameters": dict(parameters),
-            "rtcpFeedback": copy.deepcopy(_VIDEO_FEEDBACK),
-        },
-        {
-            "kind": "video",
-            "mimeType": "video/rtx",
-            "preferredPayloadType": pt + 1,
-            "clockRate": 90000,
-            "parameters": {"apt": pt},
-            "rtcpFeedback": [],
-        },
-    ]
-
-
 def recvCodecs() -> list[RtpCodecCapability]:
-    codecs: list[RtpCodecCapability] = [
-        {
-            "kind": "audio",
-            "mimeType": "audio/opus",
-            "preferredPayloadType": 111,
-            "clockRate": 48000,
-            "channels": 2,
-            "parameters": {"minptime": 10, "useinbandfec": 1},
-            "rtcpFeedback": [{"type": "transport-cc", "parameter": ""}],
-        }
-    ]
-    codecs += _video("video/VP8", 96, {})
-    codecs += _video(
-        "video/H264",
-        100,
-        {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "42e01f"},
-    )
-    codecs += _video("video/VP9", 98, {"profile-id": 0})
-    codecs += _video("video/VP9", 102, {"profile-id": 2})
+    codecs = [opusCodec([{"type": "transport-cc", "parameter": ""}])]
+    codecs += videoCodecWithRtx("video/VP8", 96, {}, _VIDEO_FEEDBACK)
+    codecs += videoCodecWithRtx("video/H264", 100, h264Parameters("42e01f"), _VIDEO_FEEDBACK)
+    codecs += videoCodecWithRtx("video/VP9", 98, {"profile-id": 0}, _VIDEO_FEEDBACK)
+    codecs += videoCodecWithRtx("video/VP9", 102, {"profile-id": 2}, _VIDEO_FEEDBACK)
     return codecs
 
 
@@ -74,8 +34,8 @@ def recvHeaderExtensions() -> list[RtpHeaderExtension]:
     return [
         {"kind": "audio", "uri": URI_MID, "preferredId": 1},
         {"kind": "video", "uri": URI_MID, "preferredId": 1},
-        {"kind": "audio", "uri": URI_TRANSPORT_CC, "preferredId": 5},
-        {"kind": "video", "uri": URI_TRANSPORT_CC, "preferredId": 5},
+        {"kind": "audio", "uri": URI_TRANSPORT_WIDE_CC, "preferredId": 5},
+        {"kind": "video", "uri": URI_TRANSPORT_WIDE_CC, "preferredId": 5},
         {"kind": "audio", "uri": URI_AUDIO_LEVEL, "preferredId": 10},
     ]
 

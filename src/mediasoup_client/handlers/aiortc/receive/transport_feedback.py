@@ -10,29 +10,25 @@ the bitrate it lets the transport's consumers use.
 Wire format: base sequence number, packet status count, 24-bit reference time (64 ms units),
 feedback packet count; then status chunks (run length, or 1-bit/2-bit vectors) and one receive
 delta (250 us units, 1 byte when 0..255, 2 signed bytes otherwise) per received packet.
-Padded with zeros to 32 bits, as mediasoup pads its own.
+Padded with zeros to 32 bits, as mediasoup pads its own. The wire format (written and parsed)
+is the send path's ``cc/transport_feedback.py``, one implementation for both directions: this
+module decides what each packet reports and how many fit.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
+from ..send.cc.transport_feedback import TransportFeedback
 from .sequence import sequenceUnwrapper
 
-RTCP_RTPFB = 205
-FMT_TRANSPORT_FEEDBACK = 15
 FEEDBACK_INTERVAL = 0.05  # seconds between feedback packets while packets arrive
 MAX_FEEDBACK_SIZE = 1200  # bytes per RTCP packet
 _TICK_US = 250
 _REFERENCE_US = 64_000
 _MAX_STATUS_COUNT = 0xFFFF
-_MAX_RUN = 0x1FFF
+_MAX_RUN = 0x1FFF  # statuses per run chunk
 _KEEP_US = 500_000  # arrivals kept after being reported, for reordered packets
-
-_NOT_RECEIVED = 0
-_SMALL = 1
-_LARGE = 2
 
 
 @dataclass(slots=True)
@@ -119,8 +115,8 @@ class TransportFeedbackGenerator:
         first_arrival = self._arrivals[base]
         reference = first_arrival // _REFERENCE_US
         last_us = reference * _REFERENCE_US
-        symbols: list[int] = []
-        deltas = bytearray()
+        packets: list[tuple[int, int | None]] = []  # (seq, receive delta in ticks or None)
+        delta_bytes = 0
         # Header (8), fixed FCI (8), chunks and deltas must fit; the chunk size is estimated
         # from above (a vector chunk per 7 statuses, a run-length chunk per long loss run).
         budget = MAX_FEEDBACK_SIZE - 16 - 8
@@ -130,13 +126,13 @@ class TransportFeedbackGenerator:
         while index < len(received):
             seq = received[index]
             gap = seq - expected
-            if len(symbols) + gap + 1 > _MAX_STATUS_COUNT:
+            if len(packets) + gap + 1 > _MAX_STATUS_COUNT:
                 break
             ticks = (self._arrivals[seq] - last_us) // _TICK_US
             if 0 <= ticks <= 0xFF:
-                symbol, encoded = _SMALL, bytes([ticks])
+                size = 1
             elif -0x8000 <= ticks <= 0x7FFF:
-                symbol, encoded = _LARGE, struct.pack("!h", ticks)
+                size = 2
             else:
                 break  # needs a new reference time: next packet
             if gap >= 14:
@@ -145,110 +141,17 @@ class TransportFeedbackGenerator:
             else:
                 rle = chunk_estimate
                 vectors = vector_symbols + gap + 1
-            if symbols and rle + 2 * (-(-vectors // 7)) + len(deltas) + len(encoded) > budget:
+            if packets and rle + 2 * (-(-vectors // 7)) + delta_bytes + size > budget:
                 break
             chunk_estimate, vector_symbols = rle, vectors
-            symbols.extend([_NOT_RECEIVED] * gap)
-            symbols.append(symbol)
-            deltas += encoded
+            packets.extend((missing & 0xFFFF, None) for missing in range(expected, seq))
+            packets.append((seq & 0xFFFF, ticks))
+            delta_bytes += size
             last_us += ticks * _TICK_US
             expected = seq + 1
             index += 1
-        chunks = _encodeChunks(symbols)
-        fci = struct.pack(
-            "!HHI",
-            base & 0xFFFF,
-            len(symbols),
-            ((reference & 0xFFFFFF) << 8) | (self._feedbackCount & 0xFF),
+        feedback = TransportFeedback(
+            self.senderSsrc, self.mediaSsrc, base, reference, self._feedbackCount, packets
         )
         self._feedbackCount += 1
-        body = struct.pack("!II", self.senderSsrc, self.mediaSsrc) + fci + chunks + bytes(deltas)
-        body += b"\x00" * (-len(body) % 4)
-        header = struct.pack("!BBH", 0x80 | FMT_TRANSPORT_FEEDBACK, RTCP_RTPFB, len(body) // 4)
-        return header + body, index
-
-
-def _encodeChunks(symbols: list[int]) -> bytes:
-    """Status chunks for ``symbols``: runs of one status as run-length chunks, the rest as
-    14 one-bit or 7 two-bit symbols per vector chunk."""
-    out = bytearray()
-    i = 0
-    n = len(symbols)
-    while i < n:
-        symbol = symbols[i]
-        run = 1
-        while i + run < n and symbols[i + run] == symbol and run < _MAX_RUN:
-            run += 1
-        if run >= 14 or (i + run == n and run >= 7):
-            out += struct.pack("!H", (symbol << 13) | run)
-            i += run
-            continue
-        window = symbols[i : i + 14]
-        if _LARGE not in window:
-            value = 0x8000
-            for position, s in enumerate(window):
-                value |= s << (13 - position)
-            out += struct.pack("!H", value)
-            i += len(window)
-        else:
-            window = symbols[i : i + 7]
-            value = 0xC000
-            for position, s in enumerate(window):
-                value |= s << (2 * (6 - position))
-            out += struct.pack("!H", value)
-            i += len(window)
-    return bytes(out)
-
-
-@dataclass
-class ParsedFeedback:
-    """A transport feedback read back (for tests and diagnostics)."""
-
-    baseSequence: int
-    statusCount: int
-    referenceTime: int  # 64 ms units
-    feedbackCount: int
-    received: dict[int, int]  # 16-bit seq -> arrival (us, relative to the reference time 0)
-
-
-def parseTransportFeedback(packet: bytes) -> ParsedFeedback:
-    if len(packet) < 20:
-        raise ValueError("transport feedback too short")
-    first, packet_type, length = struct.unpack_from("!BBH", packet, 0)
-    if packet_type != RTCP_RTPFB or first & 0x1F != FMT_TRANSPORT_FEEDBACK:
-        raise ValueError("not a transport feedback")
-    end = 4 * (length + 1)
-    base, count, ref_and_count = struct.unpack_from("!HHI", packet, 12)
-    reference = ref_and_count >> 8
-    if reference & 0x800000:
-        reference -= 1 << 24
-    pos = 20
-    statuses: list[int] = []
-    while len(statuses) < count:
-        if pos + 2 > end:
-            raise ValueError("truncated chunks")
-        (chunk,) = struct.unpack_from("!H", packet, pos)
-        pos += 2
-        remaining = count - len(statuses)
-        if not chunk & 0x8000:
-            statuses.extend([(chunk >> 13) & 0x03] * min(chunk & 0x1FFF, remaining))
-        elif not chunk & 0x4000:
-            statuses.extend(((chunk >> (13 - i)) & 0x01) for i in range(min(14, remaining)))
-        else:
-            statuses.extend(((chunk >> (2 * (6 - i))) & 0x03) for i in range(min(7, remaining)))
-    time_us = reference * _REFERENCE_US
-    received: dict[int, int] = {}
-    for offset, status in enumerate(statuses):
-        if status == _SMALL:
-            time_us += packet[pos] * _TICK_US
-            pos += 1
-        elif status == _LARGE:
-            (delta,) = struct.unpack_from("!h", packet, pos)
-            time_us += delta * _TICK_US
-            pos += 2
-        else:
-            continue
-        if pos > end:
-            raise ValueError("truncated deltas")
-        received[(base + offset) & 0xFFFF] = time_us
-    return ParsedFeedback(base, count, reference, ref_and_count & 0xFF, received)
+        return feedback.serialize(), index

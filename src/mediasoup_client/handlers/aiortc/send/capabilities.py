@@ -10,8 +10,6 @@ needs abs-send-time, also written), and REMB is then the estimate's ceiling.
 
 from __future__ import annotations
 
-import copy
-
 from ....rtp_extensions import (
     URI_ABS_SEND_TIME,
     URI_AUDIO_LEVEL,
@@ -21,6 +19,7 @@ from ....rtp_extensions import (
     URI_TRANSPORT_WIDE_CC,
 )
 from ....types import RtcpFeedback, RtpCapabilities, RtpCodecCapability, RtpHeaderExtension
+from ...native_capabilities import h264Parameters, opusCodec, videoCodecWithRtx
 from .encoders import vp9Available
 
 _VIDEO_FEEDBACK: list[RtcpFeedback] = [
@@ -32,56 +31,18 @@ _VIDEO_FEEDBACK: list[RtcpFeedback] = [
 ]
 
 
-def _video(mimeType: str, pt: int, parameters: dict[str, object]) -> list[RtpCodecCapability]:
-    media: RtpCodecCapability = {
-        "kind": "video",
-        "mimeType": mimeType,
-        "preferredPayloadType": pt,
-        "clockRate": 90000,
-        "parameters": dict(parameters),
-        "rtcpFeedback": copy.deepcopy(_VIDEO_FEEDBACK),
-    }
-    rtx: RtpCodecCapability = {
-        "kind": "video",
-        "mimeType": "video/rtx",
-        "preferredPayloadType": pt + 1,
-        "clockRate": 90000,
-        "parameters": {"apt": pt},
-        "rtcpFeedback": [],
-    }
-    return [media, rtx]
-
-
 def sendCodecs() -> list[RtpCodecCapability]:
     """The codecs the send path encodes, in preference order (a fresh copy every call)."""
     # Opus NACK is not offered: mediasoup-client only adds it when codecOptions.opusNack asks.
-    codecs: list[RtpCodecCapability] = [
-        {
-            "kind": "audio",
-            "mimeType": "audio/opus",
-            "preferredPayloadType": 111,
-            "clockRate": 48000,
-            "channels": 2,
-            "parameters": {"minptime": 10, "useinbandfec": 1},
-            "rtcpFeedback": [{"type": "transport-cc", "parameter": ""}],
-        }
-    ]
-    codecs += _video("video/VP8", 96, {})
+    codecs = [opusCodec([{"type": "transport-cc", "parameter": ""}])]
+    codecs += videoCodecWithRtx("video/VP8", 96, {}, _VIDEO_FEEDBACK)
     if vp9Available():
-        codecs += _video("video/VP9", 98, {"profile-id": 0})
-    codecs += _video(
-        "video/H264",
-        100,
-        {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": "42e01f"},
-    )
+        codecs += videoCodecWithRtx("video/VP9", 98, {"profile-id": 0}, _VIDEO_FEEDBACK)
+    codecs += videoCodecWithRtx("video/H264", 100, h264Parameters("42e01f"), _VIDEO_FEEDBACK)
     # Main and High: for pre-encoded H264 (passthrough sends the file's profile). Our encoder
     # writes Constrained Baseline, which Main and High decoders decode too.
     for pt, profile in ((102, "4d0034"), (104, "640034")):
-        codecs += _video(
-            "video/H264",
-            pt,
-            {"level-asymmetry-allowed": 1, "packetization-mode": 1, "profile-level-id": profile},
-        )
+        codecs += videoCodecWithRtx("video/H264", pt, h264Parameters(profile), _VIDEO_FEEDBACK)
     return codecs
 
 

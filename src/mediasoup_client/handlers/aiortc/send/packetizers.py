@@ -8,8 +8,8 @@ evenly sized packets so the last one is not a tiny straggler.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
+from ....media.bitstream import NAL_AUD, NAL_SEI, annexBUnits
 from .encoders import EncodedFrame
 
 # RTP payload budget: 1500-byte MTU minus IP/UDP (28), RTP header + extensions (~40),
@@ -86,25 +86,8 @@ class Vp9Packetizer(Packetizer):
         return payloads
 
 
-_NAL_SEI = 6
-_NAL_AUD = 9
 _NAL_STAP_A = 24
 _NAL_FU_A = 28
-
-
-def splitAnnexB(buffer: bytes) -> Iterator[bytes]:
-    """The NAL units of an Annex B byte stream (start codes 00 00 01 / 00 00 00 01)."""
-    start = buffer.find(b"\x00\x00\x01")
-    while start != -1:
-        start += 3
-        end = buffer.find(b"\x00\x00\x01", start)
-        if end == -1:
-            nal = buffer[start:]
-        else:
-            nal = buffer[start : end - 1] if buffer[end - 1] == 0 else buffer[start:end]
-        if nal:
-            yield nal
-        start = end
 
 
 class H264Packetizer(Packetizer):
@@ -129,9 +112,9 @@ class H264Packetizer(Packetizer):
             pending.clear()
             pending_size = 1
 
-        for nal in splitAnnexB(encoded.data):
+        for nal in annexBUnits(encoded.data):
             nal_type = nal[0] & 0x1F
-            if nal_type in (_NAL_SEI, _NAL_AUD):
+            if nal_type in (NAL_SEI, NAL_AUD):
                 continue
             if len(nal) > MAX_PAYLOAD:
                 flush()

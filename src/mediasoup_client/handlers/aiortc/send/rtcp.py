@@ -26,6 +26,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from .cc.transport_feedback import compoundPackets
 from .rtp_header import compactNtp
 
 _SDES_CNAME = 1
@@ -123,20 +124,14 @@ def firRequests(packet: Any) -> list[tuple[int, int]]:
 def rembBitrates(data: bytes) -> list[int]:
     """The bitrates (bps) of every REMB in a raw (compound) RTCP datagram."""
     found: list[int] = []
-    position = 0
-    while position + 4 <= len(data):
-        first, packet_type, length = struct.unpack_from("!BBH", data, position)
-        end = position + 4 + length * 4
-        if first >> 6 != 2 or end > len(data):
-            break
-        if packet_type == _RTCP_PSFB and first & 0x1F == RTCP_PSFB_APP and end - position >= 16:
+    for first, packet_type, packet in compoundPackets(data):
+        if packet_type == _RTCP_PSFB and first & 0x1F == RTCP_PSFB_APP and len(packet) >= 16:
             try:
-                bitrate, _ssrcs = unpack_remb_fci(data[position + 12 : end])
+                bitrate, _ssrcs = unpack_remb_fci(packet[12:])
             except ValueError:
                 pass
             else:
                 found.append(int(bitrate))
-        position = end
     return found
 
 

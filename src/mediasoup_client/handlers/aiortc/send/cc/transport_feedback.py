@@ -92,8 +92,10 @@ def _status(delta: int | None) -> int:
 
 
 def _chunks(statuses: list[int]) -> Iterator[int]:
-    """Encode statuses greedily: runs of 7 or more as run chunks, else vectors (one-bit when
-    the next 14 need no large delta)."""
+    """Encode statuses greedily: runs of 14 or more (7 or more at the end) as run chunks, else
+    vectors (one-bit when the next 14 need no large delta). The receive path's feedback
+    generator sizes its packets for this rule (a vector chunk per 7 statuses, a run chunk
+    per long loss run)."""
     position = 0
     count = len(statuses)
     while position < count:
@@ -101,7 +103,7 @@ def _chunks(statuses: list[int]) -> Iterator[int]:
         run = 1
         while position + run < count and statuses[position + run] == status and run < _MAX_RUN:
             run += 1
-        if run >= 7:
+        if run >= 14 or (position + run == count and run >= 7):
             yield (status << 13) | run
             position += run
             continue
@@ -173,20 +175,25 @@ def parseTransportFeedback(fci: bytes, *, padded: bool = False) -> TransportFeed
     return TransportFeedback(sender, media, base, reference, word & 0xFF, packets)
 
 
-def extractTransportFeedback(data: bytes) -> list[TransportFeedback]:
-    """Every well-formed transport feedback packet of a (compound) RTCP datagram; other
-    packets and malformed feedback are skipped."""
-    found: list[TransportFeedback] = []
+def compoundPackets(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(first header byte, packet type, the packet with its header) for each packet of a
+    (compound) RTCP datagram, up to the first one that is not RTCP version 2 or overruns it."""
     position = 0
     while position + 4 <= len(data):
         first, packet_type, length = struct.unpack_from("!BBH", data, position)
         end = position + 4 + length * 4
         if first >> 6 != 2 or end > len(data):
-            break
+            return
+        yield first, packet_type, data[position:end]
+        position = end
+
+
+def extractTransportFeedback(data: bytes) -> list[TransportFeedback]:
+    """Every well-formed transport feedback packet of a (compound) RTCP datagram; other
+    packets and malformed feedback are skipped."""
+    found: list[TransportFeedback] = []
+    for first, packet_type, packet in compoundPackets(data):
         if packet_type == RTCP_RTPFB and first & 0x1F == FMT_TRANSPORT_FEEDBACK:
             with contextlib.suppress(ValueError):
-                found.append(
-                    parseTransportFeedback(data[position + 4 : end], padded=bool(first & 0x20))
-                )
-        position = end
+                found.append(parseTransportFeedback(packet[4:], padded=bool(first & 0x20)))
     return found
