@@ -28,17 +28,27 @@ from ..rtp_port import RtpPort
 from . import rtcp
 from .cc.controller import CongestionController, CongestionOptions
 from .cc.transport_feedback import extractTransportFeedback
+from .layer_encoder import EncoderHub, LayerEncoder
 from .pacer import Pacer
 from .pipeline import EncodeJob, SendActions
 from .producer_sender import ProducerSender
 from .rtp_header import ntpTime
 from .rtp_stream import OutgoingRtp
+from .track_fanout import SharedTrackReader
 from .transport_core import PACING_FACTOR, TransportSendCore
 from .workers import audioExecutor, videoExecutor
 
 logger = logging.getLogger(__name__)
 
 RTCP_TICK = 0.25  # seconds between sender-report checks
+
+_SHARED_ENCODERS = EncoderHub()
+
+
+def sharedEncoderHub() -> EncoderHub:
+    """The process's shared video encoders: producers of one track with equal settings, on
+    any transport, encode each frame once (``layer_encoder.py``)."""
+    return _SHARED_ENCODERS
 
 
 class TimerHandle(Protocol):
@@ -174,7 +184,8 @@ class SendScheduler:
         self.port = port
         self.clock: Clock = clock or LoopClock()
         self.runner: JobRunner = runner or ExecutorJobRunner()
-        self.readerFactory: ReaderFactory = readerFactory or TrackReader
+        # One reading task per track, shared by every producer of it (``track_fanout.py``).
+        self.readerFactory: ReaderFactory = readerFactory or SharedTrackReader
         self.background = BackgroundWork("send scheduler")
         self.core = TransportSendCore(congestion, pacingFactor=pacingFactor)
         self._producers: list[ScheduledProducer] = []
@@ -341,6 +352,8 @@ class ScheduledProducer:
         self._closed = False
         self._unsubscribe: Callable[[], None] | None = None
         self._ended_tracks: set[int] = set()
+        sender.setOutput(self._apply)
+        sender.setSource(track, scheduler.clock.now())
 
     @property
     def track(self) -> Any:
@@ -400,6 +413,7 @@ class ScheduledProducer:
             return
         await self._stopReader()
         self._track = track
+        self.sender.setSource(track, self._now())
         self.sender.replaceTrack(track is not None, self._now())
         self._startReader()
 
@@ -423,7 +437,8 @@ class ScheduledProducer:
 
     def jobDone(self, job: EncodeJob) -> Callable[[Any, BaseException | None], None]:
         def done(result: Any, error: BaseException | None) -> None:
-            if self._closed:
+            if self._closed and not isinstance(job.owner, LayerEncoder):
+                # (A shared encoder's result is every member's, and its next job is due.)
                 return
             self._apply(self.sender.onEncoded(job, result, error, self._now()))
 
