@@ -1,6 +1,6 @@
-"""Encode once for many through the real router: one VideoSource produced by two clients (two
-send transports, each with its own congestion controller and SRTP context) runs one encoder
-in this process, and a consumer of each producer decodes the source's frames."""
+"""Encode once for many through the real router: one VideoSource (or one tone track) produced
+by two clients (two send transports, each with its own congestion controller and SRTP context)
+runs one encoder in this process, and a consumer of each producer decodes the source."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ import pytest
 
 from mediasoup_client import Consumer
 from mediasoup_client.handlers.aiortc.send import encoders
-from mediasoup_client.media import VideoSource, VideoStream
-from mediasoup_client.media.test_sources import drawFrameNumber, readFrameNumberFromLuma
+from mediasoup_client.media import AudioStream, VideoSource, VideoStream
+from mediasoup_client.media.test_sources import (
+    ToneAudioTrack,
+    drawFrameNumber,
+    readFrameNumberFromLuma,
+)
 from mediasoup_client.signaling.local_sfu import LocalSfu
 from mediasoup_client.signaling.room_client import RoomClient
 from tests.integration.router import routerStreams, waitFor
@@ -97,7 +101,8 @@ async def test_one_source_on_two_transports_runs_one_encoder_and_both_decode(
         await asyncio.gather(*(frameNumbers(c, 1.0) for c in consumers))  # past key frames
         results = await asyncio.gather(*(frameNumbers(c, 3.0) for c in consumers))
         stats = [await p.getStats() for p in producers]
-        router = [await routerStreams(c, p) for c, p in zip((first, second), producers, strict=True)]
+        publishers = (first, second)
+        router = [await routerStreams(c, p) for c, p in zip(publishers, producers, strict=True)]
     finally:
         pusher.cancel()
     for numbers in results:
@@ -114,3 +119,42 @@ async def test_one_source_on_two_transports_runs_one_encoder_and_both_decode(
     for streams in router:
         [inbound] = streams.values()
         assert inbound["packetCount"] > 100 and inbound.get("packetsLost", 0) == 0
+
+
+async def test_one_tone_on_two_transports_runs_one_opus_encoder_and_both_hear_it(
+    room: list[RoomClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[int] = []
+    original = encoders.OpusEncoder.__init__
+
+    def recording(self: encoders.OpusEncoder, *args: Any, **kwargs: Any) -> None:
+        opened.append(id(self))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(encoders.OpusEncoder, "__init__", recording)
+    first, second, subscriber = room
+    tone = ToneAudioTrack(440)
+    try:
+        producers = [await client.produce(tone) for client in (first, second)]
+        consumers = [await consumerOf(subscriber, p.id) for p in producers]
+
+        async def hear(consumer: Consumer) -> float:
+            chunks = []
+            async with AudioStream(consumer.track, 16000, 1, 20) as sound:
+                async for item in sound:
+                    chunks.append(item.data[:, 0])
+                    if len(chunks) >= 100:
+                        break
+            signal = np.concatenate(chunks[50:]).astype(float)
+            return float(np.argmax(np.abs(np.fft.rfft(signal))) * 16000 / len(signal))
+
+        peaks = await asyncio.gather(*(hear(c) for c in consumers))
+        publishers = (first, second)
+        router = [await routerStreams(c, p) for c, p in zip(publishers, producers, strict=True)]
+    finally:
+        tone.stop()
+    assert all(abs(peak - 440) < 10 for peak in peaks), peaks
+    assert len(opened) == 1  # one Opus encoder for both transports
+    for streams in router:
+        [inbound] = streams.values()
+        assert inbound["packetCount"] > 100

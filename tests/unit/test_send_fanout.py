@@ -6,6 +6,7 @@ mid-stream starts with a key frame; transports whose budgets disagree get separa
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import av
@@ -26,9 +27,18 @@ from mediasoup_client.handlers.aiortc.send.scheduler import (
     SendScheduler,
 )
 from mediasoup_client.handlers.aiortc.send.track_fanout import SharedTrackReader, readerCount
-from mediasoup_client.media.test_sources import PatternVideoTrack, readFrameNumber
+from mediasoup_client.media.test_sources import (
+    PatternVideoTrack,
+    ToneAudioTrack,
+    readFrameNumber,
+)
 from tests.unit.fake_clock import FakeClock
-from tests.unit.fake_rtp_port import FakeRtpPort, videoRtpParameters, vp8IsKeyFrame
+from tests.unit.fake_rtp_port import (
+    FakeRtpPort,
+    audioRtpParameters,
+    videoRtpParameters,
+    vp8IsKeyFrame,
+)
 from tests.unit.send_harness import ManualReader
 
 FPS = 30
@@ -53,20 +63,23 @@ class Transport:
 class Fanout:
     """Producers of one track over several transports sharing one ``EncoderHub``."""
 
-    def __init__(self) -> None:
+    def __init__(self, track: Any = None) -> None:
         self.clock = FakeClock()
         self.hub = EncoderHub()
-        self.track = PatternVideoTrack(320, 240, FPS, paced=False)
+        self.track = track or PatternVideoTrack(320, 240, FPS, paced=False)
+        self.fps = FPS if self.track.kind == "video" else 50
         self.producers: list[tuple[Transport, ScheduledProducer, ManualReader, list[int]]] = []
 
     def produce(
-        self, transport: Transport | None = None, *, track: Any = None, **params: Any
-    ) -> tuple[Transport, ScheduledProducer]:
+        self, transport: Transport | None = None, *, track: Any = None,
+        pauseMode: PauseMode = PauseMode.ZERO_RTP, **params: Any,
+    ) -> tuple[Transport, ScheduledProducer]:  # fmt: skip
         transport = transport or Transport(self.clock)
-        rtp = videoRtpParameters(**params)
+        video = self.track.kind == "video"
+        rtp = videoRtpParameters(**params) if video else audioRtpParameters(**params)
         sender = ProducerSender(
-            sendConfig(rtp, None),  # type: ignore[arg-type]
-            pauseMode=PauseMode.ZERO_RTP,
+            sendConfig(rtp, params.get("codecOptions")),  # type: ignore[arg-type]
+            pauseMode=pauseMode,
             encoderHub=self.hub,
         )
         producer = transport.scheduler.add(sender, track or self.track, onTrackEnded=lambda: None)
@@ -78,7 +91,7 @@ class Fanout:
     def push(self, seconds: float) -> None:
         """The track's frames at its rate, each handed to every producer's reader (as the one
         shared reading task does)."""
-        for _ in range(round(seconds * FPS)):
+        for _ in range(round(seconds * self.fps)):
             frames: dict[int, Any] = {}
             for _transport, producer, reader, _ssrcs in self.producers:
                 if not producer.closed:
@@ -86,7 +99,7 @@ class Fanout:
                     if id(track) not in frames:
                         frames[id(track)] = track.nextFrame()
                     reader.onFrame(frames[id(track)])
-            self.clock.advance(1 / FPS)
+            self.clock.advance(1 / self.fps)
 
     def packets(self, index: int, layer: int = 0) -> list[RtpPacket]:
         transport, _producer, _reader, ssrcs = self.producers[index]
@@ -361,3 +374,87 @@ async def test_the_reading_task_stops_with_the_last_producer_only() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
     assert track.sent == read and readerCount(track) == 0
+
+
+@pytest.fixture
+async def audio() -> Any:
+    made = Fanout(ToneAudioTrack(440, 48000, paced=False))
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+def opusOpened(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    seen: list[int] = []
+    original = encoders.OpusEncoder.__init__
+
+    def recording(self: encoders.OpusEncoder, *args: Any, **kwargs: Any) -> None:
+        seen.append(id(self))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(encoders.OpusEncoder, "__init__", recording)
+    return seen
+
+
+def opusDecodes(packets: list[RtpPacket]) -> int:
+    decoder = av.CodecContext.create("opus", "r")
+    return sum(len(decoder.decode(av.Packet(p.payload))) for p in packets)
+
+
+async def test_opus_producers_of_one_track_share_one_encoder(
+    audio: Fanout, opusOpened: list[int]
+) -> None:
+    for _ in range(5):
+        audio.produce()
+    audio.push(1)
+    assert len(opusOpened) == 1 and audio.hub.opus.encoderCount == 1
+    streams = [audio.packets(i) for i in range(5)]
+    assert all(len(packets) == 50 for packets in streams)
+    assert len({p.ssrc for packets in streams for p in packets}) == 5
+    for packets in streams:
+        # Each its own timestamps and sequence numbers, one 20 ms packet after another.
+        assert {b.timestamp - a.timestamp for a, b in itertools.pairwise(packets)} == {960}
+        sequence = [p.sequence_number for p in packets]
+        assert sequence == [(sequence[0] + i) & 0xFFFF for i in range(50)]
+        assert opusDecodes(packets) == 50
+    assert len({tuple(p.payload for p in packets) for packets in streams}) == 1
+    entry = audio.producers[0][1].getStats()[f"OT{audio.producers[0][3][0]}"]
+    assert entry["encoderShared"] == 5
+
+
+async def test_a_muted_or_paused_opus_producer_leaves_and_comes_back(
+    audio: Fanout, opusOpened: list[int]
+) -> None:
+    _first, a = audio.produce(pauseMode=PauseMode.DISABLE_TRACK)
+    _second, b = audio.produce(pauseMode=PauseMode.ZERO_RTP)
+    audio.produce()
+    audio.push(0.5)
+    a.pause()  # silence of its own: a private encoder
+    b.pause()  # nothing at all
+    audio.push(0.5)
+    assert len(opusOpened) == 2
+    assert len(audio.packets(0)) == 50 and len(audio.packets(1)) == 25
+    assert len(audio.packets(2)) == 50
+    a.resume()
+    b.resume()
+    audio.push(0.5)
+    assert [len(audio.packets(i)) for i in range(3)] == [75, 50, 75]
+    assert audio.hub.opus.encoderCount == 1
+    # Back on the shared encoder: the same packets as the one that never left.
+    tail = [[p.payload for p in audio.packets(i)[-20:]] for i in (1, 2)]
+    assert tail[0] == tail[1]
+    resumed = audio.packets(1)[25:]
+    assert resumed[0].marker  # a new talk spurt
+    assert all(opusDecodes(audio.packets(i)) == len(audio.packets(i)) for i in range(3))
+
+
+async def test_dtx_stays_per_producer_on_a_shared_opus_encoder(
+    audio: Fanout, opusOpened: list[int]
+) -> None:
+    audio.produce()
+    audio.produce(codecOptions={"opusDtx": True})
+    audio.track.silent = True
+    audio.push(1)
+    assert len(opusOpened) == 1
+    assert len(audio.packets(0)) == 50
+    assert len(audio.packets(1)) <= 4  # one, then a comfort packet every 400 ms

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import av
 from av.video.reformatter import VideoReformatter
 
+from .audio_fanout import OpusHub
 from .bitrate import encoderBitrate
 from .clock import FramerateLimiter, MediaClock
 from .encoders import VIDEO_CLOCK_RATE, EncodedFrame, VideoEncoder
@@ -371,14 +372,16 @@ class LayerEncoder:
             encoderBitrate(bitrate),
             first.maxFramerate or DEFAULT_FRAMERATE,
         )
-        return EncodeJob(owner=self, epoch=self._epoch, run=call)
+        return EncodeJob(owner=self, epoch=self._epoch, run=call, shared=self.key is not None)
 
 
 class EncoderHub:
-    """The shared encoders of a process, by key; pure (one event loop uses it)."""
+    """The shared video encoders of a process, by key, and the Opus ones (``opus``); pure (one
+    event loop uses it)."""
 
     def __init__(self) -> None:
         self._groups: dict[EncoderKey, list[LayerEncoder]] = {}
+        self.opus = OpusHub()  # the audio side (``audio_fanout.py``)
 
     def encoders(self, key: EncoderKey) -> list[LayerEncoder]:
         return list(self._groups.get(key, ()))

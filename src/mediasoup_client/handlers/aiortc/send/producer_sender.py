@@ -88,7 +88,7 @@ class ProducerSender:
             if pipelineFactory is not None
             else VideoPipeline(config, self.streams, hub=encoderHub)
             if config.kind == "video"
-            else AudioPipeline(config, self.streams[0])
+            else AudioPipeline(config, self.streams[0], hub=encoderHub)
         )
         self._paused = False
         self._next_report: dict[int, float] = {}

@@ -28,7 +28,7 @@ from ..rtp_port import RtpPort
 from . import rtcp
 from .cc.controller import CongestionController, CongestionOptions
 from .cc.transport_feedback import extractTransportFeedback
-from .layer_encoder import EncoderHub, LayerEncoder
+from .layer_encoder import EncoderHub
 from .pacer import Pacer
 from .pipeline import EncodeJob, SendActions
 from .producer_sender import ProducerSender
@@ -437,7 +437,7 @@ class ScheduledProducer:
 
     def jobDone(self, job: EncodeJob) -> Callable[[Any, BaseException | None], None]:
         def done(result: Any, error: BaseException | None) -> None:
-            if self._closed and not isinstance(job.owner, LayerEncoder):
+            if self._closed and not job.shared:
                 # (A shared encoder's result is every member's, and its next job is due.)
                 return
             self._apply(self.sender.onEncoded(job, result, error, self._now()))
