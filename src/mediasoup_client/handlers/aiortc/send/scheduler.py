@@ -34,6 +34,7 @@ from .pipeline import EncodeJob, SendActions
 from .producer_sender import ProducerSender
 from .rtp_header import ntpTime
 from .rtp_stream import OutgoingRtp
+from .send_batch import deferred
 from .track_fanout import SharedTrackReader
 from .transport_core import PACING_FACTOR, TransportSendCore
 from .workers import audioExecutor, videoExecutor
@@ -240,7 +241,8 @@ class SendScheduler:
         if not self.port.connected:
             return
         self.core.enqueue(packets, self.clock.now())
-        self._pump()
+        if not deferred(id(self), self._pump):  # (a frame fanned out: one run at the end)
+            self._pump()
 
     def sendRtcp(self, packet: bytes) -> None:
         if self.port.connected:

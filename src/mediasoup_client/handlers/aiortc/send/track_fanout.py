@@ -17,6 +17,8 @@ from typing import Any
 
 from aiortc.mediastreams import MediaStreamError
 
+from .send_batch import batchedSends
+
 FrameCallback = Callable[[Any], None]
 EndedCallback = Callable[[BaseException | None], None]
 
@@ -58,8 +60,9 @@ class _TrackFanout:
                 # A broken source is as good as ended: say so rather than die silently.
                 ended = error
                 break
-            for subscriber in list(self.subscribers):
-                subscriber.onFrame(frame)
+            with batchedSends():  # each transport's pacer runs once per frame
+                for subscriber in list(self.subscribers):
+                    subscriber.onFrame(frame)
         self._on_idle(self)
         self._task = None
         for subscriber in list(self.subscribers):
