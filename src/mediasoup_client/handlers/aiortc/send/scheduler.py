@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aiortc.mediastreams import MediaStreamError
-
 from ....background import BackgroundWork
 from ....types import RtpEncodingParameters, StatsReport
 from ..rtp_port import RtpPort
@@ -131,41 +129,6 @@ class Reader(Protocol):
 FrameCallback = Callable[[Any], None]
 EndedCallback = Callable[[BaseException | None], None]
 ReaderFactory = Callable[[Any, FrameCallback, EndedCallback], Reader]
-
-
-class TrackReader:
-    """Reads one track until it ends: every frame to ``onFrame``; the end (``MediaStreamError``,
-    or any other failure of ``recv()``, as its cause) to ``onEnded`` once."""
-
-    def __init__(self, track: Any, onFrame: FrameCallback, onEnded: EndedCallback) -> None:
-        self._track = track
-        self._on_frame = onFrame
-        self._on_ended = onEnded
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._read())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _read(self) -> None:
-        while True:
-            try:
-                frame = await self._track.recv()
-            except MediaStreamError:
-                self._on_ended(None)
-                return
-            except Exception as error:
-                # A broken source is as good as ended: say so rather than die silently.
-                self._on_ended(error)
-                return
-            self._on_frame(frame)
 
 
 class SendScheduler:
