@@ -92,9 +92,10 @@ async def test_one_source_on_two_transports_runs_one_encoder_and_both_decode(
 
     pusher = asyncio.ensure_future(push())
     try:
-        # Both below the transports' start estimate: their budgets agree, so they share.
+        # Well below the transports' start estimate (300 kbps): their budgets agree, and
+        # one transport's estimate would have to fall under ~120 kbps to split them.
         producers = [
-            await client.produce(source, encodings=[{"maxBitrate": 250_000}])
+            await client.produce(source, encodings=[{"maxBitrate": 150_000}])
             for client in (first, second)
         ]
         consumers = [await consumerOf(subscriber, p.id) for p in producers]
