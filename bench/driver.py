@@ -62,6 +62,7 @@ class Settings:
     layerWarmup: float
     layerWindow: float
     passthroughWarmup: float = 5
+    fanoutSteps: str = "50,100,150,200,300,400,500"
 
 
 FULL = Settings(
@@ -95,6 +96,7 @@ QUICK = Settings(
     data64kCount=300,
     layerWarmup=5,
     layerWindow=6,
+    fanoutSteps="50,100,200",
 )
 
 
@@ -306,6 +308,41 @@ def runPassthrough(runner: Runner, settings: Settings) -> dict[str, Any]:
     return results
 
 
+FANOUT_KS = (1, 2, 4)
+
+
+def runFanout(runner: Runner, settings: Settings) -> dict[str, Any]:
+    """Section 8, encode once for many (ours only): the CPU of k VP8 producers of one source,
+    each on its own transport (1, 2, 4 sharing one encoder; 4 with a copy of the source each,
+    one encoder each, for contrast), and the Opus ramp of scenario 3 with one tone track
+    for every producer."""
+    print("8. encode once for many: one source, many producers", file=sys.stderr)
+    spec = PASSTHROUGH_FILES["480p"]
+    results: dict[str, Any] = {}
+
+    def video(k: int, distinct: bool = False) -> dict[str, Any]:
+        options = [
+            "--k", str(k), "--file", str(passthroughFile("480p")),
+            "--max-bitrate", str(spec["bitrate"]), "--warmup", str(settings.passthroughWarmup),
+            "--window", str(settings.videoWindow),
+        ] + (["--distinct"] if distinct else [])  # fmt: skip
+        label = f"fanout-vp8-k{k}" + ("-distinct" if distinct else "")
+        return runner.run("ours", "fanout", options, label=label)
+
+    for k in FANOUT_KS:
+        results[f"vp8k{k}"] = video(k)
+    results[f"vp8k{FANOUT_KS[-1]}distinct"] = video(FANOUT_KS[-1], distinct=True)
+    opusOptions = [
+        "--steps", settings.fanoutSteps, "--warmup", str(settings.opusWarmup),
+        "--window", str(settings.opusWindow), "--max-time", str(settings.opusMaxTime * 2),
+        "--shared-source",
+    ]  # fmt: skip
+    results["opusShared"] = runner.run(
+        "ours", "opus", opusOptions, label="fanout-opus", timeout=900
+    )
+    return results
+
+
 PATHS = ("udp", "ice-tcp", "turn-udp", "turn-tcp", "turn-tls")
 
 
@@ -438,6 +475,15 @@ def runProfiles(runner: Runner, settings: Settings, results: dict[str, Any]) -> 
             "ours",
             "opus",
             ["--steps", "30", "--warmup", "2", "--window", str(settings.profileWindow)],
+        ),
+        # Scenario 8: producers of one tone track, encoded once: what each one costs.
+        "ours-opus-shared": (
+            "ours",
+            "opus",
+            [
+                "--steps", "100", "--warmup", "2", "--window", str(settings.profileWindow),
+                "--shared-source",
+            ],
         ),
         "pymediasoup-vp8": ("pymediasoup", "video", videoOptions(short)),
     }
@@ -576,6 +622,7 @@ def buildRows(results: dict[str, Any]) -> list[dict[str, Any]]:
             digits=0,
         )  # fmt: skip
     addPassthroughRows(results.get("passthrough"), add)
+    addFanoutRows(results.get("fanout"), add)
     return rows
 
 
@@ -727,6 +774,61 @@ def addPassthroughRows(section: dict[str, Any] | None, add: Any) -> None:
     )  # fmt: skip
 
 
+def addFanoutRows(section: dict[str, Any] | None, add: Any) -> None:
+    """Section 8: the CPU each extra producer of one fanned-out source adds, against the
+    first's (target 1/10), and full-rate Opus producers per core from one source (>= 500)."""
+    if not section:
+        return
+    none = {"unsupported": "pymediasoup has no shared encoders"}
+
+    def cpu(key: str) -> float | None:
+        value = section.get(key, {}).get("cpuPerSecondMean")
+        return None if value is None else float(value)
+
+    def note(key: str) -> str:
+        result = section.get(key, {})
+        if "error" in result or "unsupported" in result:
+            return ""
+        return (
+            f"{result.get('encodersOpened')} encoder(s) opened, "
+            f"{result.get('framerate', 0):.1f} fps, "
+            f"{result.get('bitratePerStream', 0) / 1000:.0f} kbps per stream, "
+            f"lost {result.get('lost', 0)}"
+        )
+
+    for k in FANOUT_KS:
+        key = f"vp8k{k}"
+        add(
+            f"8 VP8 640x480@30, {k} producer(s) of one source, {k} transport(s)",
+            "mean CPU s/s", section.get(key, {}), none, cpu(key), None, digits=4,
+            compare=False, note=note(key),
+        )  # fmt: skip
+    last = FANOUT_KS[-1]
+    distinct = f"vp8k{last}distinct"
+    add(
+        f"8 same, {last} producers each with a copy of the source (no sharing)",
+        "mean CPU s/s", section.get(distinct, {}), none, cpu(distinct), None, digits=4,
+        compare=False, note=note(distinct),
+    )  # fmt: skip
+    first, many = cpu("vp8k1"), cpu(f"vp8k{last}")
+    extra = (many - first) / (last - 1) if first is not None and many is not None else None
+    r = ratio(extra, first)
+    add(
+        "8 CPU per extra producer of one source / the first's", "ratio",
+        section.get(f"vp8k{last}", {}), none, r, None, target="<= 0.1",
+        met=None if r is None else r <= 0.1, compare=False,
+        note=f"extra {fmt(extra, 4)} s/s per producer, from k=1 and k={last}",
+    )  # fmt: skip
+    opus = section.get("opusShared", {})
+    best = opus.get("maxFullRateProducers")
+    add(
+        "8 Opus producers of one source, full rate, <= 1 core", "producers", opus, none,
+        best, None, target=">= 500", met=None if best is None else best >= 500,
+        compare=False,
+        note=f"tested up to {opus.get('testedUpTo')}; one transport, one tone track",
+    )  # fmt: skip
+
+
 def markdownTable(rows: list[dict[str, Any]]) -> str:
     header = "| scenario | metric | ours | pymediasoup | ours/theirs | target | met | notes |"
     lines = [header, "| --- | --- | ---: | ---: | ---: | --- | --- | --- |"]
@@ -874,8 +976,9 @@ def main() -> int:
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["media", "data", "paths", "passthrough"],
-        help="run only the media scenarios, the data one, the connectivity paths or passthrough",
+        choices=["media", "data", "paths", "passthrough", "fanout"],
+        help="run only the media scenarios, the data one, the connectivity paths, passthrough "
+        "with encode once for many (the issue-16 figures), or encode once for many alone",
     )
     parser.add_argument(
         "--skip-browser",
@@ -884,7 +987,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
-    needed = [PYTHONS["ours"]] if args.only in ("paths", "passthrough") else list(PYTHONS.values())
+    oursOnly = ("paths", "passthrough", "fanout")
+    needed = [PYTHONS["ours"]] if args.only in oursOnly else list(PYTHONS.values())
     for python in needed:
         if not python.exists():
             print(f"bench: {python} is missing: run bench/run", file=sys.stderr)
@@ -900,8 +1004,11 @@ def main() -> int:
         if args.only == "paths":
             results = {"paths": runPaths(runner, settings)}
             profiles: dict[str, Any] = {}
-        elif args.only == "passthrough":
-            results = {"passthrough": runPassthrough(runner, settings)}
+        elif args.only in ("passthrough", "fanout"):
+            # The issue-16 figures side by side: passthrough (7) and encode once for many (8).
+            results = {"fanout": runFanout(runner, settings)}
+            if args.only == "passthrough":
+                results["passthrough"] = runPassthrough(runner, settings)
             profiles = {}
         else:
             results = {} if args.only == "data" else runScenarios(runner, settings)
@@ -910,6 +1017,7 @@ def main() -> int:
             if args.only is None:
                 results["paths"] = runPaths(runner, settings)
                 results["passthrough"] = runPassthrough(runner, settings)
+                results["fanout"] = runFanout(runner, settings)
             if not args.skip_browser and args.only != "data":
                 results["layerQuality"] = runLayerQuality(runner, settings)
             skipProfile = args.skip_profile or args.only == "data"

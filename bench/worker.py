@@ -201,7 +201,8 @@ async def opusCapacity(client: BenchClient, args: argparse.Namespace) -> dict[st
     the router received at least 99 % of 50 packets/s for the producers as a whole and the
     process used at most one core (median). A failing step is measured once more before it
     counts (the machine is shared); the ramp stops at the first failure or at the time
-    limit."""
+    limit. ``--shared-source``: one tone track for every producer (scenario 8: encoded once,
+    fanned out)."""
     wire = WireCounter()
     wire.install()
     steps = [int(s) for s in args.steps.split(",")]
@@ -218,8 +219,11 @@ async def opusCapacity(client: BenchClient, args: argparse.Namespace) -> dict[st
                 break
             addStarted = time.monotonic()
             while len(producers) < count:
-                track = ToneAudioTrack(440 + len(tracks))
-                tracks.append(track)
+                if args.shared_source and tracks:
+                    track = tracks[0]  # one source for all: encoded once (scenario 8)
+                else:
+                    track = ToneAudioTrack(440 + len(tracks))
+                    tracks.append(track)
                 producers.append(await transport.produce(track))
             addSeconds = time.monotonic() - addStarted
             step: dict[str, Any] = {}
@@ -472,6 +476,66 @@ async def _produceH264(
         payloadType=int(producer.rtpParameters["codecs"][0]["payloadType"]),
         handle=producer,
     )
+# 8. Encode once for many: one source, several producers on several transports.
+async def fanout(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
+    """``--k`` VP8 producers of one video source (the file's first 2 s replayed at 30 fps, as
+    in scenario 7, so the source costs nothing), each on its own send transport, at
+    ``--max-bitrate`` with the start bitrate the same (the transports' budgets agree, so they
+    share one encoder); ``--distinct``: each producer its own copy of the source (one encoder
+    each, as before encode-once). CPU is the mean over the window; encoders opened are
+    counted in this process."""
+    if client.name != "ours":
+        return {"unsupported": f"{client.name} has no shared encoders"}
+    from mediasoup_client.handlers.aiortc.send import encoders
+
+    opened: set[int] = set()
+    original = encoders.VideoEncoder._open
+
+    def counting(self: Any, *a: Any, **kw: Any) -> None:
+        opened.add(id(self))
+        original(self, *a, **kw)
+
+    encoders.VideoEncoder._open = counting  # type: ignore[method-assign]
+    wire = WireCounter()
+    wire.install()
+    shared = _ReplayedFrames(args.file, seconds=2.0)
+    tracks = [shared] + [
+        _ReplayedFrames(args.file, seconds=2.0) if args.distinct else shared
+        for _ in range(args.k - 1)
+    ]
+    encodings = [{"maxBitrate": args.max_bitrate}]
+    codecOptions = {"videoGoogleStartBitrate": args.max_bitrate // 1000}
+    transports = [await client.createSendTransport() for _ in range(args.k)]
+    producers: list[ProducerInfo] = []
+    try:
+        for transport, track in zip(transports, tracks, strict=True):
+            producers.append(
+                await _produceH264(transport, track, encodings, codecOptions, "vp8")
+            )
+        await asyncio.sleep(args.warmup)
+        window = await sampleSeconds(client, producers, wire, args.window)
+        outbound = [await _outbound(p) for p in producers]
+    finally:
+        for transport in transports:
+            await transport.close()
+        for track in {id(t): t for t in tracks}.values():
+            track.stop()
+    result = summarise(window, producers)
+    seconds = sum(i.seconds for i in window.intervals)
+    layers = [p["layers"][0] for p in result["producers"]]
+    result.update(
+        k=args.k,
+        distinct=args.distinct,
+        cpuPerSecondMean=sum(i.cpuPerSecond * i.seconds for i in window.intervals) / seconds,
+        encodersOpened=len(opened),
+        encoderShared=[o.get("encoderShared") for o in outbound],
+        bitratePerStream=median([layer["bitrate"] or 0 for layer in layers]),
+        framerate=median([layer["framerate"] or 0 for layer in layers]),
+        lost=sum(layer["lost"] for layer in layers),
+    )
+    return result
+
+
 # 6. Data channel throughput: what a DataConsumer receives from a bursting DataProducer.
 async def dataThroughput(client: BenchClient, args: argparse.Namespace) -> dict[str, Any]:
     """One DataConsumer (this client) of one DataProducer in the same room: always our client,
@@ -578,6 +642,7 @@ SCENARIOS = {
     "opus": opusCapacity,
     "memory": memory,
     "passthrough": passthrough,
+    "fanout": fanout,
     "data": dataThroughput,
 }
 
@@ -634,6 +699,12 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--file", help="passthrough: an H264 file (bench/driver.py makes one)")
     parser.add_argument(
         "--codec", choices=("h264", "vp8"), default="h264", help="passthrough --mode encode"
+    )
+    parser.add_argument(
+        "--distinct", action="store_true", help="fanout: a copy of the source per producer"
+    )
+    parser.add_argument(
+        "--shared-source", action="store_true", help="opus: one tone track for every producer"
     )
     parser.add_argument("--count", type=int, default=10_000, help="data: messages")
     parser.add_argument("--sizes", choices=["mixed", "64k"], default="mixed", help="data")

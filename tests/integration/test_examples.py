@@ -50,6 +50,14 @@ def test_push_audio_is_heard_and_the_barge_in_clears_the_queue(sfu: LocalSfu) ->
     assert re.search(r"done: \d+ chunks of 20 ms received \(0 dropped\)", out), out
 
 
+def test_fanout_encodes_once_for_two_transports(sfu: LocalSfu) -> None:
+    out = runExample("fanout.py", sfu, "--seconds", "3")
+    lines = re.findall(r"producer \d: ssrc (\d+), encoderShared (\d+), (\d+) frames received", out)
+    assert len(lines) == 2 and lines[0][0] != lines[1][0], out
+    assert [shared for _ssrc, shared, _frames in lines] == ["2", "2"], out
+    assert all(int(frames) >= 60 for _ssrc, _shared, frames in lines), out
+
+
 def test_passthrough_sends_a_file_that_decodes(sfu: LocalSfu, tmp_path: Path) -> None:
     from mediasoup_client.media.test_sources import writeTestFile
 

@@ -276,6 +276,52 @@ async def test_immediate_send_and_consent_checks_on_a_connected_pair(
         compat.sendRtpNow(client.dtlsTransport, packet.serialize())
 
 
+async def test_srtcp_longer_than_1500_bytes_arrives_and_the_transport_lives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """mediasoup's compound RTCP for a transport with many streams exceeds pylibsrtp's
+    1500-byte buffer; stock aiortc's DTLS transport dies of the ValueError."""
+    from tests.unit.ice_dtls_peer import RouterSide, clientFor, restrictToLoopback
+
+    assert "self._rx_srtp = Session(" in inspect.getsource(RTCDtlsTransport._setup_srtp)
+    restrictToLoopback(monkeypatch)
+    router = RouterSide()
+    compat.acceptLargeSrtp(router.dtls)
+    await router.gather()
+    client = clientFor(router)
+    seen: list[bytes] = []
+    try:
+        await client.signal()
+        await client.waitConnected()
+        remove = compat.tapRtcp(client.dtlsTransport, seen.append)
+        blocks = [
+            aiortc.rtp.RtcpReceiverInfo(
+                ssrc=1000 + i, fraction_lost=0, packets_lost=0, highest_sequence=i, jitter=0,
+                lsr=0, dlsr=0,
+            )
+            for i in range(31)
+        ]  # fmt: skip
+        compound = b"".join(
+            bytes(aiortc.rtp.RtcpRrPacket(ssrc=7 + n, reports=blocks)) for n in range(4)
+        )
+        assert len(compound) > 3000
+        for _ in range(200):
+            if router.dtls.state == "connected":
+                break
+            await asyncio.sleep(0.01)
+        compat.sendRtpNow(router.dtls, compound)
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [compound], UPGRADE_HINT
+        assert client.dtlsTransport.state == "connected"
+        remove()
+    finally:
+        await client.close()
+        await router.close()
+
+
 def test_ice_agent_internals_of_compat_ice() -> None:
     """What compat_ice (ICE-TCP, our TURN gathering) reads and writes in aioice's agent."""
     import aioice.ice

@@ -110,6 +110,37 @@ def sendRtpNow(dtls: RTCDtlsTransport, packet: bytes) -> None:
     counted._RTCDtlsTransport__tx_packets += 1
 
 
+# Room for SRTP/SRTCP datagrams up to the largest UDP payload.
+SRTP_BUFFER_BYTES = 65536
+
+
+def acceptLargeSrtp(dtls: RTCDtlsTransport) -> None:
+    """Let the transport's SRTP sessions take datagrams longer than 1500 bytes. pylibsrtp's
+    ``Session`` has a fixed 1500-byte buffer and raises ``ValueError`` on a longer packet,
+    which ends aiortc's DTLS transport; mediasoup sends longer compound RTCP to a transport
+    with many streams (measured: 100 Opus producers on one transport, the transport failed
+    within a second). Wraps ``_setup_srtp`` on the instance: once the handshake has made the
+    sessions, both get a buffer of SRTP_BUFFER_BYTES."""
+    setup = dtls._setup_srtp
+
+    def setupWithLargeBuffers() -> None:
+        setup()
+        for session in (dtls._rx_srtp, dtls._tx_srtp):
+            if session is not None:
+                growSrtpBuffer(session)
+
+    dtls._setup_srtp = setupWithLargeBuffers  # type: ignore[method-assign]
+
+
+def growSrtpBuffer(session: Any) -> None:
+    """Give a pylibsrtp ``Session`` a buffer of SRTP_BUFFER_BYTES (its own is 1500)."""
+    from pylibsrtp._binding import ffi
+
+    cdata = ffi.new("char[]", SRTP_BUFFER_BYTES)
+    session._cdata = cdata
+    session._buffer = ffi.buffer(cdata)
+
+
 def addRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any, ssrcs: Iterable[int]) -> None:
     """Route inbound RTCP about ``ssrcs`` to ``recipient._handle_rtcp_packet(packet)``
     (aiortc's router treats it like one of its RTP senders)."""

@@ -137,6 +137,7 @@ class TransportConnection(EnhancedEventEmitter):
         compat_ice.takeTurnServers(self._gatherer)
         self._ice = RTCIceTransport(self._gatherer)
         self._dtls = RTCDtlsTransport(self._ice, [RTCCertificate.generateCertificate()])
+        compat.acceptLargeSrtp(self._dtls)  # mediasoup's RTCP for many streams is longer
         self._sctp = RTCSctpTransport(self._dtls) if sctpParameters is not None else None
         if self._sctp is not None:
             sctp_compat.tuneSctpTransport(self._sctp)

@@ -54,7 +54,7 @@ from .send.passthrough import (
     passthroughSendOptions,
 )
 from .send.producer_sender import PauseMode, ProducerSender
-from .send.scheduler import ScheduledProducer, SendScheduler
+from .send.scheduler import ScheduledProducer, SendScheduler, sharedEncoderHub
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ class AiortcHandler(HandlerBase[ScheduledProducer, ConsumerReceiver]):
                 zeroRtpOnPause=options.zeroRtpOnPause,
             ),
             pipelineFactory=passthroughPipelineFactory(passthrough[1]) if passthrough else None,
+            encoderHub=sharedEncoderHub(),
         )
         def onTrackEnded() -> None:
             self.emit("@trackended", localId)

@@ -10,18 +10,24 @@ marker bit.
 DTX (``opusDtx`` / ``usedtx`` or the encoding's ``dtx``): libopus as built here has no DTX
 switch, so the sender does it: once the input is silent it sends one packet, then one comfort
 packet every 400 ms of media time, and nothing else until sound returns.
+
+With an ``EncoderHub`` and a source (``setSource``: the track), producers of one track with
+the same Opus settings share one encoder (``audio_fanout.py``); a muted producer (silence of
+its own) uses a private one.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 
+from .audio_fanout import OpusKey, SharedOpusEncoder
 from .bitrate import ProducerDemand
 from .clock import MediaClock
 from .config import SendConfig
@@ -29,6 +35,9 @@ from .encoders import OPUS_SAMPLE_RATE, EncodedAudio, OpusEncoder, OpusSettings
 from .pipeline import EncodeJob, SendActions, Stats
 from .rtp_stream import OutgoingRtp, RtpStream
 from .stats import outboundStats
+
+if TYPE_CHECKING:
+    from .layer_encoder import EncoderHub
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +77,20 @@ def silentLike(frame: av.AudioFrame) -> av.AudioFrame:
 
 
 class AudioPipeline:
-    def __init__(self, config: SendConfig, stream: RtpStream) -> None:
+    def __init__(
+        self, config: SendConfig, stream: RtpStream, *, hub: EncoderHub | None = None
+    ) -> None:
         assert config.opus is not None
         self.stream = stream
         self.settings: OpusSettings = config.opus
         self.encoding = config.encodings[0]
         self.dtx = config.dtx
-        self._encoder = OpusEncoder(self.settings)
+        self._private: OpusEncoder | None = None  # opened when first needed
+        self._hub = hub
+        self._source: object = None
+        self._shared: SharedOpusEncoder | None = None
+        # Packets of our stream that another producer's encode job brought (set by the driver).
+        self.onPackets: Callable[[SendActions], None] | None = None
         self._clock = MediaClock(OPUS_SAMPLE_RATE, strict=False)
         self._queue: deque[av.AudioFrame] = deque(maxlen=QUEUE_FRAMES)
         self._busy = False
@@ -109,9 +125,22 @@ class AudioPipeline:
         self._started = False
         self._discard()
 
+    def setSource(self, source: object, now: float) -> None:
+        """The source frames come from (the track object; None: unknown, never shared)."""
+        self._source = source
+
     def onFrame(self, frame: Any, now: float) -> SendActions:
         actions = SendActions()
         if not isinstance(frame, av.AudioFrame) or not self.sending:
+            return actions
+        shared = self._regroup()
+        if shared is not None:
+            job, ready = shared.offer(self, frame)
+            if ready is not None:
+                for packet in ready:
+                    actions.packets.extend(self._packets(packet, now))
+            if job is not None:
+                actions.jobs.append(job)
             return actions
         if self._muted:
             frame = silentLike(frame)
@@ -126,6 +155,9 @@ class AudioPipeline:
     def onEncoded(
         self, job: EncodeJob, result: Any, error: BaseException | None, now: float
     ) -> SendActions:
+        owner = job.owner
+        if isinstance(owner, SharedOpusEncoder):
+            return self._onSharedEncoded(owner, job, result, error, now)
         self._busy = False
         actions = SendActions()
         if error is not None:
@@ -193,12 +225,75 @@ class AudioPipeline:
         entry["targetBitrate"] = self.settings.bitrate
         entry["dtxPacketsSuppressed"] = self.packetsSuppressed
         entry["framesDropped"] = self.framesDropped
+        # Encode once for many: how many producers this Opus encoder feeds.
+        entry["encoderShared"] = len(self._shared.members) if self._shared is not None else 1
         return [entry]
 
     # Internals.
 
+    @property
+    def _encoder(self) -> OpusEncoder:
+        if self._private is None:
+            self._private = OpusEncoder(self.settings)
+        return self._private
+
+    def _regroup(self) -> SharedOpusEncoder | None:
+        """The shared encoder to use now (None: the private one): shared unless muted."""
+        hub, current = self._hub, self._shared
+        key = (
+            OpusKey.of(self._source, self.settings)
+            if hub is not None and self._source is not None and not self._muted
+            else None
+        )
+        if current is not None and current.key == key:
+            return current
+        self._leaveShared()
+        if key is None or hub is None:
+            return None
+        self._shared = hub.opus.place(key, self.settings)
+        self._shared.join(self)
+        self._resync = True  # another encoder's packets: a new run of timestamps
+        self._gap = True
+        return self._shared
+
+    def _leaveShared(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.leave(self)
+            if self._hub is not None:
+                self._hub.opus.release(shared)
+            self._resync = True
+            self._gap = True
+
+    def _onSharedEncoded(
+        self, owner: SharedOpusEncoder, job: EncodeJob, result: Any,
+        error: BaseException | None, now: float,
+    ) -> SendActions:  # fmt: skip
+        if error is not None:
+            logger.error("audio encoding failed", exc_info=error)
+        deliveries, following = owner.onEncoded(job, result, error)
+        actions = SendActions()
+        for member, packets in deliveries:
+            if member is self:
+                for packet in packets:
+                    actions.packets.extend(self._packets(packet, now))
+            else:
+                member.deliverShared(packets, now)
+        if following is not None:
+            actions.jobs.append(following)
+        return actions
+
+    def deliverShared(self, packets: list[EncodedAudio], now: float) -> None:
+        """Packets of the shared encoder that another producer's job brought."""
+        out: list[OutgoingRtp] = []
+        for packet in packets:
+            out.extend(self._packets(packet, now))
+        if out and self.onPackets is not None:
+            self.onPackets(SendActions(packets=out))
+
     def _discard(self) -> None:
         # Whatever is queued or being encoded belongs to before the gap: never send it.
+        self._leaveShared()
         self._epoch += 1
         self._queue.clear()
         self._gap = True

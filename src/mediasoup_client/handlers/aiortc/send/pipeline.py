@@ -29,6 +29,9 @@ class EncodeJob:
     run: Callable[[], Any]
     inline: bool = False
     pool: str = "video"  # which encoder threads: audio never waits behind a video frame
+    # A shared encoder's job: its result is every member producer's, so it is delivered even
+    # when the producer whose frame started it has closed meanwhile.
+    shared: bool = False
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from . import rtcp, stats
 from .audio_pipeline import AudioPipeline
 from .bitrate import ProducerDemand
 from .config import SendConfig
+from .layer_encoder import EncoderHub
 from .pipeline import EncodeJob, MediaPipeline, SendActions
 from .retransmission import RetransmissionBudget
 from .rtp_stream import RtpStream, RtxConfig
@@ -55,6 +56,7 @@ class ProducerSender:
         *,
         pauseMode: PauseMode = PauseMode.DISABLE_TRACK,
         pipelineFactory: Callable[[SendConfig, list[RtpStream]], MediaPipeline] | None = None,
+        encoderHub: EncoderHub | None = None,
     ) -> None:
         self.config = config
         self.kind = config.kind
@@ -84,9 +86,9 @@ class ProducerSender:
         self.pipeline: MediaPipeline = (
             pipelineFactory(config, self.streams)  # pre-encoded sources (passthrough)
             if pipelineFactory is not None
-            else VideoPipeline(config, self.streams)
+            else VideoPipeline(config, self.streams, hub=encoderHub)
             if config.kind == "video"
-            else AudioPipeline(config, self.streams[0])
+            else AudioPipeline(config, self.streams[0], hub=encoderHub)
         )
         self._paused = False
         self._next_report: dict[int, float] = {}
@@ -164,6 +166,18 @@ class ProducerSender:
         layers, state); the transport answers with ``setBitrateBudget``."""
         if hasattr(self.pipeline, "onDemandChanged"):  # video, encoded or passed through
             self.pipeline.onDemandChanged = onDemandChanged
+
+    def setOutput(self, onActions: Callable[[SendActions], None]) -> None:
+        """``onActions(actions)`` takes packets that come outside the calls made here (a
+        shared encoder's result brought by another producer's job)."""
+        if hasattr(self.pipeline, "onPackets"):
+            self.pipeline.onPackets = onActions
+
+    def setSource(self, source: object, now: float) -> None:
+        """The track frames come from: producers of one track share encoders (None: no
+        sharing)."""
+        if hasattr(self.pipeline, "setSource"):
+            self.pipeline.setSource(source, now)
 
     def demand(self, now: float) -> ProducerDemand:
         demand = self.pipeline.demand(now)

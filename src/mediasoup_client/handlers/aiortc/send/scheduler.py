@@ -20,25 +20,34 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aiortc.mediastreams import MediaStreamError
-
 from ....background import BackgroundWork
 from ....types import RtpEncodingParameters, StatsReport
 from ..rtp_port import RtpPort
 from . import rtcp
 from .cc.controller import CongestionController, CongestionOptions
 from .cc.transport_feedback import extractTransportFeedback
+from .layer_encoder import EncoderHub
 from .pacer import Pacer
 from .pipeline import EncodeJob, SendActions
 from .producer_sender import ProducerSender
 from .rtp_header import ntpTime
 from .rtp_stream import OutgoingRtp
+from .send_batch import deferred
+from .track_fanout import SharedTrackReader
 from .transport_core import PACING_FACTOR, TransportSendCore
 from .workers import audioExecutor, videoExecutor
 
 logger = logging.getLogger(__name__)
 
 RTCP_TICK = 0.25  # seconds between sender-report checks
+
+_SHARED_ENCODERS = EncoderHub()
+
+
+def sharedEncoderHub() -> EncoderHub:
+    """The process's shared video encoders: producers of one track with equal settings, on
+    any transport, encode each frame once (``layer_encoder.py``)."""
+    return _SHARED_ENCODERS
 
 
 class TimerHandle(Protocol):
@@ -122,41 +131,6 @@ EndedCallback = Callable[[BaseException | None], None]
 ReaderFactory = Callable[[Any, FrameCallback, EndedCallback], Reader]
 
 
-class TrackReader:
-    """Reads one track until it ends: every frame to ``onFrame``; the end (``MediaStreamError``,
-    or any other failure of ``recv()``, as its cause) to ``onEnded`` once."""
-
-    def __init__(self, track: Any, onFrame: FrameCallback, onEnded: EndedCallback) -> None:
-        self._track = track
-        self._on_frame = onFrame
-        self._on_ended = onEnded
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._read())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _read(self) -> None:
-        while True:
-            try:
-                frame = await self._track.recv()
-            except MediaStreamError:
-                self._on_ended(None)
-                return
-            except Exception as error:
-                # A broken source is as good as ended: say so rather than die silently.
-                self._on_ended(error)
-                return
-            self._on_frame(frame)
-
-
 class SendScheduler:
     """Drives the producers of one transport over its ``RtpPort``: one pacer and one
     congestion controller for all of them."""
@@ -174,7 +148,8 @@ class SendScheduler:
         self.port = port
         self.clock: Clock = clock or LoopClock()
         self.runner: JobRunner = runner or ExecutorJobRunner()
-        self.readerFactory: ReaderFactory = readerFactory or TrackReader
+        # One reading task per track, shared by every producer of it (``track_fanout.py``).
+        self.readerFactory: ReaderFactory = readerFactory or SharedTrackReader
         self.background = BackgroundWork("send scheduler")
         self.core = TransportSendCore(congestion, pacingFactor=pacingFactor)
         self._producers: list[ScheduledProducer] = []
@@ -229,7 +204,8 @@ class SendScheduler:
         if not self.port.connected:
             return
         self.core.enqueue(packets, self.clock.now())
-        self._pump()
+        if not deferred(id(self), self._pump):  # (a frame fanned out: one run at the end)
+            self._pump()
 
     def sendRtcp(self, packet: bytes) -> None:
         if self.port.connected:
@@ -341,6 +317,8 @@ class ScheduledProducer:
         self._closed = False
         self._unsubscribe: Callable[[], None] | None = None
         self._ended_tracks: set[int] = set()
+        sender.setOutput(self._apply)
+        sender.setSource(track, scheduler.clock.now())
 
     @property
     def track(self) -> Any:
@@ -400,6 +378,7 @@ class ScheduledProducer:
             return
         await self._stopReader()
         self._track = track
+        self.sender.setSource(track, self._now())
         self.sender.replaceTrack(track is not None, self._now())
         self._startReader()
 
@@ -423,7 +402,8 @@ class ScheduledProducer:
 
     def jobDone(self, job: EncodeJob) -> Callable[[Any, BaseException | None], None]:
         def done(result: Any, error: BaseException | None) -> None:
-            if self._closed:
+            if self._closed and not job.shared:
+                # (A shared encoder's result is every member's, and its next job is due.)
                 return
             self._apply(self.sender.onEncoded(job, result, error, self._now()))
 

@@ -1,35 +1,47 @@
-"""One video encoding (simulcast layer): its size, encoder, rate gate, key frames and stream.
+"""One video encoding (simulcast layer): its size, rate gate, sending state and RTP stream.
 
-Pure decisions: a layer is offered source frames and hands back at most one encode job at a
-time. While a job is in flight, the newest offered frame waits (an older waiting one is
-dropped and counted), so nothing piles up whatever the source or the CPU does. The job scales,
-encodes and packetises in a worker thread; its result comes back through ``onEncoded``.
+Pure decisions. The encoding itself (scaling, encoder, key frames, the frame waiting and the
+one in flight) is a ``LayerEncoder`` (``layer_encoder.py``): the layer's private one, or one
+shared with every layer of the same source and settings on any producer or transport (encode
+once, fan out). While a job is in flight, the newest offered frame waits (an older waiting one
+is dropped and counted), so nothing piles up whatever the source or the CPU does. The job
+scales, encodes and packetises in a worker thread; its result comes back through the encoder's
+``onEncoded``, which hands each member its packets (``deliver``).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import av
-from av.video.reformatter import VideoReformatter
 
-from .bitrate import LayerRateGate, encoderBitrate
-from .clock import FramerateLimiter
+from .bitrate import LayerRateGate
 from .config import EncodingState
-from .encoders import VIDEO_CLOCK_RATE, EncodedFrame, VideoEncoder
-from .packetizers import Packetizer, createPacketizer
+from .encoders import EncodedFrame
+from .layer_encoder import (
+    DEFAULT_FRAMERATE,
+    KEY_FRAME_MIN_INTERVAL,
+    REGROUP_HOLD,
+    EncodeResult,
+    EncoderHub,
+    EncoderKey,
+    LayerEncoder,
+    Stamp,
+    _EncodeCall,
+    privateCopy,
+)
 from .pipeline import EncodeJob, Stats
 from .rtp_stream import OutgoingRtp, RtpStream
 
-logger = logging.getLogger(__name__)
-
-# Remote key frame requests closer than this to the last key frame are held back until it has
-# passed (one PLI burst from many consumers must not turn into a burst of key frames).
-KEY_FRAME_MIN_INTERVAL = 0.3
-DEFAULT_FRAMERATE = 30.0
+__all__ = [
+    "DEFAULT_FRAMERATE",
+    "KEY_FRAME_MIN_INTERVAL",
+    "EncodeResult",
+    "VideoLayer",
+    "layerSize",
+    "privateCopy",
+]
 
 
 def layerSize(sourceWidth: int, sourceHeight: int, scale: float) -> tuple[int, int]:
@@ -40,74 +52,6 @@ def layerSize(sourceWidth: int, sourceHeight: int, scale: float) -> tuple[int, i
     return width, height
 
 
-def privateCopy(frame: av.VideoFrame) -> av.VideoFrame:
-    """A yuv420p copy of ``frame``, plane by plane (one memcpy each, 2-3x cheaper than a
-    numpy round trip), or through numpy when the planes' line sizes differ."""
-    copy = av.VideoFrame(frame.width, frame.height, "yuv420p")
-    try:
-        for target, source in zip(copy.planes, frame.planes, strict=True):
-            target.update(source)  # type: ignore[arg-type]  # a plane is a buffer too
-    except ValueError:
-        return av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
-    return copy
-
-
-@dataclass(slots=True)
-class EncodeResult:
-    encoded: EncodedFrame | None
-    payloads: list[bytes]
-    elapsed: float  # seconds spent scaling, encoding and packetising
-
-
-@dataclass(slots=True)
-class _Pending:
-    frame: av.VideoFrame
-    timestamp: int
-    captureTime: float
-
-
-@dataclass(slots=True)
-class _EncodeCall:
-    """Scale, encode and packetise one frame: the body of a layer's encode job (runs in a
-    worker thread; the layer has at most one in flight)."""
-
-    reformatter: VideoReformatter
-    encoder: VideoEncoder
-    packetizer: Packetizer
-    pending: _Pending
-    width: int
-    height: int
-    keyFrame: bool
-    bitrate: int
-    framerate: float
-
-    def __call__(self) -> EncodeResult:
-        started = time.perf_counter()
-        frame = self.pending.frame
-        # Each layer has its own reformatter: the one cached on a frame is not safe to share
-        # between threads (concurrent use from several layers deadlocks).
-        scaled = self.reformatter.reformat(
-            frame,
-            width=self.width,
-            height=self.height,
-            format="yuv420p",
-            interpolation="AREA",
-            threads=1,
-        )
-        if scaled is frame:
-            # The encoder sets pts and picture type on the frame: never on a shared frame.
-            scaled = privateCopy(frame)
-        encoded = self.encoder.encode(
-            scaled,
-            pts=self.pending.timestamp,
-            keyFrame=self.keyFrame,
-            bitrate=self.bitrate,
-            framerate=self.framerate,
-        )
-        payloads = self.packetizer.packetize(encoded) if encoded is not None else []
-        return EncodeResult(encoded, payloads, time.perf_counter() - started)
-
-
 class VideoLayer:
     """One encoding's state. ``encoding`` is the only copy of its settings."""
 
@@ -116,27 +60,34 @@ class VideoLayer:
     ) -> None:
         self.encoding = encoding
         self.stream = stream
+        self.mimeType = mimeType
         self._default_scale = defaultScale
-        self._reformatter = VideoReformatter()
-        self._encoder = VideoEncoder(mimeType, temporalLayers=encoding.temporalLayers)
-        self._packetizer = createPacketizer(mimeType)
-        self.gate = LayerRateGate(inPlace=self._encoder.changesBitrateLive)
-        self.limiter = FramerateLimiter(VIDEO_CLOCK_RATE)
+        self._private = LayerEncoder(mimeType, encoding.temporalLayers)
+        self._private.join(self)
+        self.encoder = self._private  # the one feeding this layer now
+        self.gate = LayerRateGate(inPlace=self._private.encoder.changesBitrateLive)
         self.width = 0
         self.height = 0
         self.sending = False
         self.maxBitrate = 0  # the ceiling used for allocation (encoding's or default)
-        self._pending: _Pending | None = None
-        self._inflight: _EncodeCall | None = None
-        self._epoch = 0
-        self._key_requested = False
-        self._key_forced = False
-        self._encode_failures = 0
-        self._last_key_frame = float("-inf")
+        # The encoder's output this stream sent last (its pts): a frame referring to anything
+        # else is not sent (its receiver lacks the reference) until a key frame comes.
+        self._last_pts: int | None = None
+        self._moved_at = float("-inf")
+        # Where packets of a shared encoder's results go when another producer's job
+        # brought them (set by the pipeline).
+        self.output: Callable[[list[OutgoingRtp]], None] | None = None
+        self._hub: EncoderHub | None = None  # the hub of the shared encoder in use
+        # Shared encoders' counters while this layer was a member (stats).
+        self._shared_rebuilds = 0
+        self._shared_live_changes = 0
+        self._marks = (0, 0)
         # Stats.
         self.framesEncoded = 0
         self.keyFramesEncoded = 0
         self.framesDropped = 0  # dropped because the encoder was behind
+        self.framesAwaitingKey = 0  # encoded but not sent: waiting for a key frame
+        self.encoderMoves = 0  # switches between private and shared encoders
         self.totalEncodeTime = 0.0
         self.lastEncodedWidth = 0
         self.lastEncodedHeight = 0
@@ -156,16 +107,20 @@ class VideoLayer:
 
     @property
     def busy(self) -> bool:
-        return self._inflight is not None
+        return self.encoder.busy
+
+    @property
+    def shared(self) -> bool:
+        return self.encoder is not self._private
 
     def framesPerSecond(self, now: float) -> float:
         return float(sum(1 for t in self._sent_times if now - t <= 1.0))
 
     def close(self) -> None:
-        """Forget everything in flight and release the encoder (a new one opens on demand)."""
-        self._epoch += 1
-        self._pending = None
-        self._encoder.close()
+        """Forget everything in flight and release the encoders (a new one opens on
+        demand)."""
+        self._leaveShared()
+        self._private.close()
 
     def resize(self, sourceWidth: int, sourceHeight: int) -> bool:
         size = layerSize(sourceWidth, sourceHeight, self.scale)
@@ -181,64 +136,87 @@ class VideoLayer:
         if sending:
             # Coming back (resume, higher max spatial layer, bandwidth): decodable at once.
             self.requestKeyFrame()
-            self.limiter.reset()
         else:
             # Stop at once: the waiting frame and any frame being encoded are not sent.
             self.discard()
+            self._leaveShared()
 
     def discard(self) -> None:
-        """Drop the waiting frame and whatever is being encoded now."""
-        self._epoch += 1
-        self._pending = None
+        """Drop the waiting frame and whatever is being encoded now (for this layer)."""
+        if self.shared:
+            self.encoder.discard(self)
+        else:
+            self._private.reset()
 
     def requestKeyFrame(self, *, remote: bool = False) -> None:
-        """Make the next frame a key frame. Remote requests (PLI/FIR) are held back while the
-        last key frame is younger than KEY_FRAME_MIN_INTERVAL; our own (resume, new track,
-        layer back on) are not: the receiver may have lost the encoder's reference."""
-        if remote:
-            self._key_requested = True
-        else:
-            self._key_forced = True
+        """Make the next frame a key frame (see ``LayerEncoder.requestKeyFrame``)."""
+        self.encoder.requestKeyFrame(remote=remote)
+
+    def regroup(self, hub: EncoderHub | None, source: object, now: float) -> None:
+        """Use the shared encoder of ``source`` (None: unshared) with this layer's settings
+        whose rate fits, or the private one when sharing is not possible now."""
+        if hub is None or source is None or not self.sending or not self.width:
+            if self.shared:
+                self._move(self._private, now)
+            return
+        key = EncoderKey(
+            source, self.mimeType.lower(), self.width, self.height, self.maxFramerate,
+            self.encoding.temporalLayers,
+        )  # fmt: skip
+        current = self.encoder
+        if current.key == key and current.fits(self):
+            better = hub.better(self) if now - self._moved_at >= REGROUP_HOLD else None
+            if better is not None:
+                self._move(better, now, hub)
+            return
+        # A new key, or rates that no longer agree: move now (merging back waits above).
+        self._move(hub.place(self, key, self.mimeType), now, hub)
 
     def offer(
         self, frame: av.VideoFrame, timestamp: int, captureTime: float, now: float
-    ) -> EncodeJob | None:
-        """A source frame for this layer: a job to run now, or None (busy, or not sending)."""
+    ) -> tuple[EncodeJob | None, list[OutgoingRtp]]:
+        """A source frame for this layer: a job to run now (or None: busy, not sending, or
+        skipped for the frame rate), and packets when it was already encoded for others."""
         if not self.sending:
-            return None
-        if self._pending is not None:
-            self.framesDropped += 1
-        self._pending = _Pending(frame, timestamp, captureTime)
-        return None if self.busy else self._nextJob(now)
+            return None, []
+        return self.encoder.offer(self, frame, Stamp(timestamp, captureTime), now)
 
-    def onEncoded(
-        self, job: EncodeJob, result: EncodeResult | None, error: BaseException | None, now: float
-    ) -> tuple[list[OutgoingRtp], EncodeJob | None]:
-        """The result of this layer's job: the packets to send, and the next job if a frame
-        is waiting."""
-        call, self._inflight = self._inflight, None
-        packets: list[OutgoingRtp] = []
-        if call is None:
-            return packets, None
-        if error is not None or result is None:
-            # A broken frame or encoder must not end the stream: start afresh next frame
-            # (logged once per run of failures, not once per frame).
-            if not self._encode_failures:
-                logger.error("video encoding failed (layer %d)", self.index, exc_info=error)
-            self._encode_failures += 1
-            self._encoder.close()
-        else:
-            self._encode_failures = 0
-            encoded = result.encoded
-            if job.epoch != self._epoch or encoded is None:
-                if call.keyFrame:
-                    self._key_forced = True
-            else:
-                packets = self._packets(call.pending, result, encoded, now)
-        return packets, (self._nextJob(now) if self.sending else None)
+    def deliver(
+        self, call: _EncodeCall, result: EncodeResult, encoded: EncodedFrame, stamp: Stamp,
+        now: float,
+    ) -> list[OutgoingRtp]:  # fmt: skip
+        """An encoded frame of this layer's encoder: its packets on this layer's stream, or
+        none when the stream lacks what the frame refers to (a key frame is asked for)."""
+        if not encoded.keyFrame and (
+            self._last_pts is None or call.previousPts != self._last_pts
+        ):
+            self.framesAwaitingKey += 1
+            self.encoder.requestKeyFrame()
+            return []
+        self._last_pts = call.pending.pts
+        self.framesEncoded += 1
+        self.totalEncodeTime += result.elapsed
+        self.lastEncodedWidth = encoded.width
+        self.lastEncodedHeight = encoded.height
+        if encoded.keyFrame:
+            self.keyFramesEncoded += 1
+        self._sent_times.append(now)
+        return self.stream.framePackets(
+            result.payloads,
+            timestamp=stamp.timestamp,
+            captureTime=stamp.captureTime,
+            now=now,
+        )
 
     def stats(self, now: float) -> Stats:
         """The encoder side of this layer's outbound-rtp entry."""
+        video = self.encoder.encoder
+        rebuilds, live = self._private.encoder.rebuilds, self._private.encoder.liveChanges
+        rebuilds += self._shared_rebuilds
+        live += self._shared_live_changes
+        if self.shared:
+            rebuilds += video.rebuilds - self._marks[0]
+            live += video.liveChanges - self._marks[1]
         entry: Stats = {
             "framesEncoded": self.framesEncoded,
             "keyFramesEncoded": self.keyFramesEncoded,
@@ -246,17 +224,20 @@ class VideoLayer:
             "frameWidth": self.lastEncodedWidth,
             "frameHeight": self.lastEncodedHeight,
             "framesPerSecond": self.framesPerSecond(now),
-            "targetBitrate": self.gate.current,
+            # What the encoder runs at: a shared one at the lowest its members allow.
+            "targetBitrate": self.encoder.rate if self.sending else self.gate.current,
             "totalEncodeTime": self.totalEncodeTime,
             "framesDropped": self.framesDropped,
             "pliCount": self.stream.pliCount,
             "firCount": self.stream.firCount,
-            "encoderImplementation": self._encoder.implementation,
+            "encoderImplementation": video.implementation,
             # Library figures: how often the target changed, and how (a rebuilt encoder
             # starts with a key frame; a live change does not).
-            "encoderRebuilds": self._encoder.rebuilds,
-            "encoderBitrateChanges": self._encoder.liveChanges,
+            "encoderRebuilds": rebuilds,
+            "encoderBitrateChanges": live,
             "scaleResolutionDownBy": self.scale,
+            # Encode once for many: how many layers (of any producer) this encoder feeds.
+            "encoderShared": len(self.encoder.members) if self.shared else 1,
         }
         if self.maxFramerate:
             entry["maxFramerate"] = self.maxFramerate
@@ -264,53 +245,32 @@ class VideoLayer:
             entry["scalabilityMode"] = self.encoding.scalabilityMode
         return entry
 
-    def _packets(
-        self, pending: _Pending, result: EncodeResult, encoded: EncodedFrame, now: float
-    ) -> list[OutgoingRtp]:
-        self.framesEncoded += 1
-        self.totalEncodeTime += result.elapsed
-        self.lastEncodedWidth = encoded.width
-        self.lastEncodedHeight = encoded.height
-        if encoded.keyFrame:
-            self.keyFramesEncoded += 1
-            self._last_key_frame = now
-        self._sent_times.append(now)
-        return self.stream.framePackets(
-            result.payloads,
-            timestamp=pending.timestamp,
-            captureTime=pending.captureTime,
-            now=now,
-        )
+    # Internals.
 
-    def _takeKeyRequest(self, now: float) -> bool:
-        # With temporal layers a key frame may only start a pattern period: one elsewhere
-        # would leave the lower layers referencing frames they never received.
-        if not self._encoder.atPatternStart:
-            return False
-        if self._key_forced or (
-            self._key_requested and now - self._last_key_frame >= KEY_FRAME_MIN_INTERVAL
-        ):
-            self._key_forced = self._key_requested = False
-            return True
-        return False
+    def _move(self, target: LayerEncoder, now: float, hub: EncoderHub | None = None) -> None:
+        current = self.encoder
+        if target is current:
+            return
+        if self.shared:
+            self._shared_rebuilds += current.encoder.rebuilds - self._marks[0]
+            self._shared_live_changes += current.encoder.liveChanges - self._marks[1]
+            current.leave(self)
+            if self._hub is not None:
+                self._hub.release(current)
+        else:
+            self._private.reset()  # what it has in flight is no longer this stream's
+        self._hub = hub
+        if target is not self._private:
+            target.join(self)  # asks for a key frame
+            self._marks = (target.encoder.rebuilds, target.encoder.liveChanges)
+        else:
+            self._private.reset()
+            self._private.requestKeyFrame()
+        self.encoder = target
+        self._last_pts = None  # the new encoder's frames refer to nothing this stream sent
+        self._moved_at = now
+        self.encoderMoves += 1
 
-    def _nextJob(self, now: float) -> EncodeJob | None:
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return None
-        bitrate = self.gate.current
-        if bitrate <= 0:
-            return None
-        key = self._takeKeyRequest(now)
-        call = self._inflight = _EncodeCall(
-            self._reformatter,
-            self._encoder,
-            self._packetizer,
-            pending,
-            self.width,
-            self.height,
-            key,
-            encoderBitrate(bitrate),
-            self.maxFramerate or DEFAULT_FRAMERATE,
-        )
-        return EncodeJob(owner=self, epoch=self._epoch, run=call)
+    def _leaveShared(self) -> None:
+        if self.shared:
+            self._move(self._private, self._moved_at)

@@ -1,5 +1,9 @@
 """Video: one source read once, one encoder + RTP stream per encoding (simulcast layer).
 
+With an ``EncoderHub`` and a source (``setSource``: the track), each layer encodes through
+the hub's shared encoder for that source and its settings, so producers of one track on any
+transport encode each frame once (``layer_encoder.py``).
+
 Pure: each source frame is mapped onto the producer's media clock and offered to every layer
 that is sending; the layers hand back encode jobs. The pipeline owns the layers' sending state
 (pause, mute, active flags, bandwidth) and splits the budget the transport gives it (its share
@@ -28,8 +32,9 @@ from .bitrate import (
 from .clock import MediaClock
 from .config import SendConfig
 from .encoders import VIDEO_CLOCK_RATE
+from .layer_encoder import EncoderHub, LayerEncoder
 from .pipeline import EncodeJob, SendActions, Stats
-from .rtp_stream import RtpStream
+from .rtp_stream import OutgoingRtp, RtpStream
 from .stats import outboundStats
 from .video_layer import EncodeResult, VideoLayer
 
@@ -43,8 +48,14 @@ def blackFrame(width: int, height: int) -> av.VideoFrame:
 
 
 class VideoPipeline:
-    def __init__(self, config: SendConfig, streams: list[RtpStream]) -> None:
+    def __init__(
+        self, config: SendConfig, streams: list[RtpStream], *, hub: EncoderHub | None = None
+    ) -> None:
         self._budget = config.budget
+        self._hub = hub
+        self._source: object = None  # what shared encoders are keyed by (None: not shared)
+        # Packets of our layers brought by another producer's encode job (set by the driver).
+        self.onPackets: Callable[[SendActions], None] | None = None
         count = len(config.encodings)
         self.layers = [
             VideoLayer(
@@ -56,6 +67,8 @@ class VideoPipeline:
             )
             for encoding, stream in zip(config.encodings, streams, strict=True)
         ]
+        for layer in self.layers:
+            layer.output = self._output
         self._clock = MediaClock(VIDEO_CLOCK_RATE)
         self._started = False
         self._paused = False
@@ -117,23 +130,35 @@ class VideoPipeline:
                 self._black = blackFrame(*size)
             frame = self._black
         for layer in self.layers:
-            if layer.sending and layer.limiter.accept(timestamp, layer.maxFramerate):
-                job = layer.offer(frame, timestamp, now, now)
+            if layer.sending:
+                # Muted: our own black frames, nobody else's to share.
+                layer.regroup(self._hub, None if self._muted else self._source, now)
+                job, packets = layer.offer(frame, timestamp, now, now)
                 if job is not None:
                     actions.jobs.append(job)
+                actions.packets.extend(packets)
         return actions
 
     def onEncoded(
         self, job: EncodeJob, result: Any, error: BaseException | None, now: float
     ) -> SendActions:
-        layer = job.owner
-        assert isinstance(layer, VideoLayer)
+        encoder = job.owner
+        assert isinstance(encoder, LayerEncoder)
         encoded = result if isinstance(result, EncodeResult) else None
-        packets, following = layer.onEncoded(job, encoded, error, now)
-        actions = SendActions(packets=packets)
+        deliveries, following = encoder.onEncoded(job, encoded, error, now)
+        actions = SendActions()
+        for layer, packets in deliveries:
+            if layer.output == self._output:
+                actions.packets.extend(packets)
+            elif packets and layer.output is not None:
+                layer.output(packets)  # a layer of another producer sharing the encoder
         if following is not None:
             actions.jobs.append(following)
         return actions
+
+    def setSource(self, source: object, now: float) -> None:
+        """The source frames come from (the track object; None: unknown, never shared)."""
+        self._source = source
 
     def pause(self, now: float) -> None:
         self._paused = True
@@ -320,3 +345,8 @@ class VideoPipeline:
                 and layer.width > 0
                 and layer.gate.current > 0
             )
+            layer.regroup(self._hub, None if self._muted else self._source, now)
+
+    def _output(self, packets: list[OutgoingRtp]) -> None:
+        if self.onPackets is not None:
+            self.onPackets(SendActions(packets=packets))
