@@ -433,44 +433,6 @@ async def test_tuned_receiver_acknowledges_every_second_packet_and_a_lone_one_la
     assert tuning.sackPolicy.sacksSent == 3
 
 
-async def test_tuned_receiver_acknowledges_a_batch_before_delivering_it() -> None:
-    # What the in-order path completes waits for the end of the turn (after the SACKs of the
-    # packets read with it), off the advertised window meanwhile.
-    pair = SctpPair()
-    sctp_compat.tuneSctpTransport(pair.server)
-    await pair.start()
-    sending, receiving = pair.channels()
-    got: list[Any] = []
-    receiving.on("message", got.append)
-    messages = [b"p" * 1000 for _ in range(4)]
-    packets = await sendAll(pair, sending, messages)
-    pair.serverDtls.take()
-    window = pair.server._advertised_rwnd
-    await pair.deliver(packets, pair.server)
-    sacks = [p for p in pair.serverDtls.take() if isSack(p)]
-    assert len(sacks) == 2 and got == []
-    assert chunksOf(sacks[-1])[0].advertised_rwnd == window - 4000
-    await asyncio.sleep(0)
-    assert got == messages and pair.server._advertised_rwnd == window
-
-
-async def test_plain_sack_is_the_sack_aiortc_builds() -> None:
-    # sctp_compat writes the SACK without gaps or duplicates itself: the same bytes.
-    pair = SctpPair()
-    await pair.start()
-    sending, _ = pair.channels()
-    packets = await sendAll(pair, sending, ["a", "b", "c"])
-    pair.serverDtls.take()
-    for packet in packets:
-        await pair.server._receive_chunk(chunksOf(packet)[0])  # received, none acknowledged
-    assert pair.server._sack_needed and not pair.server._sack_misordered
-    await pair.server._send_sack()
-    pair.server._sack_needed = True
-    await sctp_compat._sendPlainSack(pair.server)
-    theirs, ours = pair.serverDtls.take()
-    assert ours == theirs and not pair.server._sack_needed
-
-
 async def test_tuned_receiver_reports_gaps_and_duplicates_at_once() -> None:
     pair = SctpPair()
     sctp_compat.tuneSctpTransport(pair.server)

@@ -23,7 +23,6 @@ transport:
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import socket
@@ -40,7 +39,6 @@ from aiortc.rtcsctptransport import (
     DataChunk,
     ForwardTsnChunk,
     InitChunk,
-    SackChunk,
     parse_packet,
 )
 from aiortc.utils import uint16_add, uint32_gt
@@ -153,78 +151,8 @@ class _SackTimer:
         sctp = self._sctp
         if sctp._sack_needed and sctp._association_state != RTCSctpTransport.State.CLOSED:
             with contextlib.suppress(ConnectionError):  # DTLS gone: the association goes too
-                if sctp._sack_misordered or sctp._sack_duplicates:
-                    await sctp._send_sack()
-                else:
-                    await _sendPlainSack(sctp)
+                await sctp._send_sack()
         self._policy.sackSent()
-
-
-async def _sendPlainSack(sctp: RTCSctpTransport) -> None:
-    """What aiortc 1.16.0's ``_send_sack`` sends when there is no gap and no duplicate, built
-    as bytes: a SACK costs about as much as handling a DATA packet, and a bulk receiver sends
-    one for every second one."""
-    packet = bytearray(_PLAIN_SACK_SIZE)
-    _SCTP_HEADER.pack_into(
-        packet, 0, sctp._local_port, sctp._remote_port, sctp._remote_verification_tag, 0
-    )
-    _PLAIN_SACK.pack_into(
-        packet,
-        12,
-        _SACK_TYPE,
-        0,
-        _PLAIN_SACK_SIZE - 12,
-        sctp._last_received_tsn,
-        max(0, sctp._advertised_rwnd),
-        0,
-        0,
-    )
-    _CHECKSUM.pack_into(packet, 8, crc32c(bytes(packet)))
-    await sctp.transport._send_data(bytes(packet))
-    sctp._sack_needed = False
-
-
-class _Deliveries:
-    """Messages the in-order path completed, handed to aiortc's ``_receive`` (the data
-    channel, the application's 'message' handlers) after the packets queued with them were
-    acknowledged: a burst's SACKs leave after the cost of reading it, not of consuming it,
-    so the router's send buffer toward us empties sooner. What is held is taken off the
-    advertised window until delivered, in arrival order; anything else the association
-    does waits for ``flush``."""
-
-    def __init__(self, sctp: RTCSctpTransport) -> None:
-        self._sctp = sctp
-        self._receive = sctp._receive
-        self._pending: collections.deque[tuple[int, int, bytes]] = collections.deque()
-        self._task: asyncio.Task[None] | None = None
-        self.deferred = 0  # messages delivered after their packet's turn
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def add(self, streamId: int, ppid: int, data: bytes) -> None:
-        self._pending.append((streamId, ppid, data))
-        self._sctp._advertised_rwnd -= len(data)
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def flush(self) -> None:
-        pending = self._pending
-        sctp = self._sctp
-        while pending:
-            streamId, ppid, data = pending.popleft()
-            sctp._advertised_rwnd += len(data)
-            self.deferred += 1
-            try:
-                await self._receive(streamId, ppid, data)
-            except Exception:  # one failing handler must not strand the messages after it
-                logger.exception("data channel message handler failed")
-
-    async def _run(self) -> None:
-        try:
-            await self.flush()
-        finally:
-            self._task = None
 
 
 class _InOrderReceiver:
@@ -236,10 +164,8 @@ class _InOrderReceiver:
     reassembly list from its start on every fragment (quadratic in a 64 KiB message's 57).
     Anything else is left to aiortc (``receive`` returns False)."""
 
-    def __init__(self, sctp: RTCSctpTransport, deliveries: _Deliveries) -> None:
+    def __init__(self, sctp: RTCSctpTransport) -> None:
         self._sctp = sctp
-        self._deliver = deliveries.add
-        self._deliveries = deliveries
         # Stream id -> (its InboundStream, the stream sequence number of the message whose
         # fragments fill its reassembly list in TSN order, their bytes).
         self._assembling: dict[int, tuple[Any, int, int]] = {}
@@ -281,13 +207,13 @@ class _InOrderReceiver:
             if flags & _COMPLETE != _COMPLETE or reassembly:
                 return False
             self._accept(tsn)
-            self._deliver(streamId, ppid, userData)
+            await sctp._receive(streamId, ppid, userData)
         elif flags & _COMPLETE == _COMPLETE:
             if reassembly or streamSeq != stream.sequence_number:
                 return False
             self._accept(tsn)
             stream.sequence_number = uint16_add(streamSeq, 1)
-            self._deliver(streamId, ppid, userData)
+            await sctp._receive(streamId, ppid, userData)
         elif flags & SCTP_DATA_FIRST_FRAG:
             if reassembly or streamSeq != stream.sequence_number:
                 return False
@@ -313,13 +239,12 @@ class _InOrderReceiver:
                 del self._assembling[streamId]
                 sctp._advertised_rwnd += assembling[2]
                 stream.sequence_number = uint16_add(streamSeq, 1)
-                self._deliver(streamId, ppid, b"".join(parts))
+                await sctp._receive(streamId, ppid, b"".join(parts))
             else:
                 reassembly.append(_dataChunk(flags, tsn, streamId, streamSeq, ppid, userData))
                 sctp._advertised_rwnd -= len(userData)
                 self._assembling[streamId] = (stream, streamSeq, assembling[2] + len(userData))
         if sctp._reconfig_deferred is not None:
-            await self._deliveries.flush()  # a stream's messages before its reset
             await sctp._reset_deferred_streams()
         return True
 
@@ -331,10 +256,6 @@ _COMPLETE = SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
 _UNORDERED = SCTP_DATA_UNORDERED
 _DATA_HEADER = struct.Struct("!LHHL")
 _TAG = struct.Struct("!L")
-_SCTP_HEADER = struct.Struct("!HHLL")
-_SACK_TYPE = SackChunk.type
-_PLAIN_SACK = struct.Struct("!BBHLLHH")  # chunk header, cumulative TSN, a_rwnd, no gaps, no dups
-_PLAIN_SACK_SIZE = 12 + _PLAIN_SACK.size
 _CHECKSUM = struct.Struct("<L")  # little-endian, as aiortc reads and writes it
 
 
@@ -352,18 +273,14 @@ def _installSackPolicy(sctp: RTCSctpTransport, policy: SackPolicy) -> None:
     DATA by ``_InOrderReceiver``, anything else by the steps of aiortc 1.16.0's
     ``_handle_data``; then the SACK when ``policy`` says rather than after every packet."""
     timer = _SackTimer(sctp, policy)
-    deliveries = _Deliveries(sctp)
-    inOrder = _InOrderReceiver(sctp, deliveries)
+    inOrder = _InOrderReceiver(sctp)
     established = RTCSctpTransport.State.ESTABLISHED
 
     async def handleData(data: bytes) -> None:
         if await inOrder.receive(data):
             hasData, hasForwardTsn = True, False
         else:
-            # As aiortc 1.16.0's RTCSctpTransport._handle_data, up to the SACK, once what
-            # the in-order path completed was delivered (aiortc keeps the order of events).
-            if deliveries:
-                await deliveries.flush()
+            # As aiortc 1.16.0's RTCSctpTransport._handle_data, up to the SACK.
             try:
                 _, _, verificationTag, chunks = parse_packet(data)
             except ValueError:
