@@ -16,15 +16,24 @@ function note(text) {
 }
 
 // The message the test suite sends and expects at `index` (same rule as the Python side):
-// odd indexes text, even ones binary, sizes from 1 to 3000 bytes.
-function expectedMessage(index) {
-	const size = 1 + ((index * 7919) % 3000);
-	return `${index}:`.padEnd(size, 'x');
+// odd indexes text, even ones binary, sizes from 1 to 3000 bytes; with a `size`, every
+// message binary and of that size (a channel whose protocol is `size:<bytes>`).
+function expectedMessage(index, size) {
+	return `${index}:`.padEnd(size || 1 + ((index * 7919) % 3000), 'x');
 }
 
-function messageAt(index) {
-	const text = expectedMessage(index);
-	return index % 2 ? text : new TextEncoder().encode(text);
+function isBinaryAt(index, size) {
+	return Boolean(size) || index % 2 === 0;
+}
+
+function messageAt(index, size) {
+	const text = expectedMessage(index, size);
+	return isBinaryAt(index, size) ? new TextEncoder().encode(text) : text;
+}
+
+function sizeOfProtocol(protocol) {
+	const match = /^size:(\d+)$/.exec(protocol || '');
+	return match ? Number(match[1]) : undefined;
 }
 
 function checkMessage(state, message) {
@@ -38,7 +47,7 @@ function checkMessage(state, message) {
 		text = new TextDecoder().decode(message);
 		binary = true;
 	}
-	const ok = text === expectedMessage(index) && binary === (index % 2 === 0);
+	const ok = text === expectedMessage(index, state.size) && binary === isBinaryAt(index, state.size);
 	if (!ok && state.mismatch === null) {
 		state.mismatch = { index, got: text.slice(0, 24), gotLength: text.length, binary };
 	}
@@ -151,7 +160,7 @@ window.peerApi = {
 					media.delete(consumer.id);
 				},
 				onDataConsumer: (dataConsumer) => {
-					const state = { received: 0, mismatch: null, lastAt: null };
+					const state = { received: 0, mismatch: null, lastAt: null, size: sizeOfProtocol(dataConsumer.protocol) };
 					dataReceived.set(dataConsumer.id, state);
 					dataConsumer.on('message', (message) => checkMessage(state, message));
 				},
@@ -217,7 +226,7 @@ window.peerApi = {
 	// Sends messages 0..count-1 of the test rule, waiting whenever 1 MB is buffered.
 	// `rate` (messages/s): paced in 20 ms batches, as an application must pace through a
 	// mediasoup 3.8 router, which drops what it cannot queue toward a consumer; 0: a burst.
-	async sendMessages({ dataProducerId, count, rate = 0 }) {
+	async sendMessages({ dataProducerId, count, rate = 0, size }) {
 		const dataProducer = entity(dataProducerId);
 		dataProducer.bufferedAmountLowThreshold = 64 * 1024;
 		const started = performance.now();
@@ -227,7 +236,7 @@ window.peerApi = {
 				const wait = due - performance.now();
 				if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
 			}
-			dataProducer.send(messageAt(index));
+			dataProducer.send(messageAt(index, size));
 			if (dataProducer.bufferedAmount > 1024 * 1024) {
 				await new Promise((resolve, reject) => {
 					const timer = setTimeout(() => reject(new Error('bufferedamountlow never came')), 10000);

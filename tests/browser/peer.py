@@ -380,13 +380,21 @@ class BrowserPeer:
         return result
 
     async def sendMessages(
-        self, dataProducerId: str, count: int, *, rate: float = 0, timeout: float = 120
+        self,
+        dataProducerId: str,
+        count: int,
+        *,
+        rate: float = 0,
+        size: int | None = None,
+        timeout: float = 120,
     ) -> Any:
-        """Messages 0..count-1 of the test rule (``dataMessage``), sent from the browser,
-        ``rate`` messages per second (0: as fast as the channel takes them)."""
+        """Messages 0..count-1 of the test rule (``dataMessage``, of ``size`` bytes if given),
+        sent from the browser, ``rate`` messages per second (0: as fast as the channel takes
+        them). The page checks what its data consumers receive by the same rule (with the
+        size of a ``size:<bytes>`` protocol)."""
         return await self.call(
             "sendMessages",
-            {"dataProducerId": dataProducerId, "count": count, "rate": rate},
+            {"dataProducerId": dataProducerId, "count": count, "rate": rate, "size": size},
             timeout=timeout,
         )
 
@@ -483,9 +491,8 @@ class BrowserPeer:
             await self.browser.closePage(self.page)
 
 
-def dataMessage(index: int) -> str | bytes:
+def dataMessage(index: int, size: int | None = None) -> str | bytes:
     """The data message the browser page sends and expects at ``index`` (odd: text, even:
-    binary; 1 to 3000 bytes)."""
-    size = 1 + (index * 7919) % 3000
-    body = f"{index}:".ljust(size, "x")
-    return body if index % 2 else body.encode()
+    binary; 1 to 3000 bytes; with ``size``: binary, of that size)."""
+    body = f"{index}:".ljust(size or 1 + (index * 7919) % 3000, "x")
+    return body if index % 2 and not size else body.encode()

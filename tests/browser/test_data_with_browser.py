@@ -5,8 +5,8 @@ and binary as binary, with a second Chromium consuming the same producer beside 
 mediasoup 3.8 has no backpressure toward a producer: whatever it cannot queue toward a
 consumer it drops (sctpsendbufferfull), so an application sending more than its consumers
 take must pace. The ordered tests pace at RATE (about 1.5 MB/s of these 1 B-3 KB messages);
-the burst test sends as fast as Chromium can and holds us to what a Chromium consumer of the
-same producer gets."""
+the burst tests (10 000 mixed messages, 2 000 of 64 KiB) send as fast as Chromium can and
+hold us to what a Chromium consumer of the same producer gets."""
 
 from __future__ import annotations
 
@@ -97,9 +97,16 @@ async def test_ten_thousand_messages_from_us_reach_the_browser_complete_and_in_o
 
 
 async def fromTheBrowser(
-    python: RoomClient, browser: BrowserPeer, other: BrowserPeer, label: str, rate: float
+    python: RoomClient,
+    browser: BrowserPeer,
+    other: BrowserPeer,
+    label: str,
+    rate: float,
+    count: int = COUNT,
+    size: int | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
-    """The browser sends COUNT messages at ``rate``; what we and the other browser got."""
+    """The browser sends ``count`` messages (of ``size`` bytes if given) at ``rate``; what we
+    and the other browser got."""
     got: list[Any] = []
     done = asyncio.Event()
 
@@ -109,13 +116,14 @@ async def fromTheBrowser(
 
         def onMessage(message: Any) -> None:
             got.append(message)
-            if len(got) == COUNT:
+            if len(got) == count:
                 done.set()
 
         dataConsumer.on("message", onMessage)
 
     python.on("newdataconsumer", onDataConsumer)
-    dataProducer = await browser.produceData(label=label, protocol="test")
+    protocol = f"size:{size}" if size else "test"
+    dataProducer = await browser.produceData(label=label, protocol=protocol)
 
     async def consumed() -> bool:
         ours = any(dc.label == label for dc in python.dataConsumers.values())
@@ -124,7 +132,7 @@ async def fromTheBrowser(
 
     await waitFor(consumed, 10, "both data consumers")
     await asyncio.sleep(0.5)  # the consumers' channels open on the server side
-    await browser.sendMessages(dataProducer["id"], COUNT, rate=rate)
+    await browser.sendMessages(dataProducer["id"], count, rate=rate, size=size)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), 30)
     await asyncio.sleep(1)  # the other browser's last messages
@@ -142,18 +150,62 @@ async def test_ten_thousand_messages_from_the_browser_reach_us_complete_and_in_o
     assert wrong is None, f"message {wrong} is {got[wrong]!r:.40}"
 
 
-async def test_a_burst_from_the_browser_arrives_in_order_with_what_the_router_kept(
+# Parity with a Chromium consumer of the same burst: we may keep at most this share of the
+# burst less than it does (the router drops toward either consumer when it falls behind; one
+# percent absorbs which messages of the last full buffer happen to fit).
+PARITY_TOLERANCE = 0.01
+# Not reached on a loaded 2-core machine (issue 11): 10 000 mixed, 6 runs, we kept
+# 6420-9511 where the Chromium consumer kept 6940-9899 (parity in 1 run, its worst);
+# 2 000 of 64 KiB, 5 runs, we kept 1476-1841 where it kept 1819-1911 (parity in 1). The
+# cause is CPU time, not the protocol (README, "Data channels"): our consumer's thread waits
+# on the run queue for 1.2-2.4 s of a 2-6 s burst while the router's send buffer toward us
+# (256 KiB) fills.
+NOT_YET_AT_PARITY = pytest.mark.xfail(
+    reason="issue 11: a Python consumer loses more of an unpaced burst than Chromium does "
+    "on a loaded 2-core machine (CPU starvation, see the README's data-channel notes)",
+    strict=False,
+)
+
+
+def assertBurstKept(
+    got: list[Any], theirs: dict[str, Any], count: int, size: int | None = None
+) -> None:
+    """What arrived is in order whatever was dropped (ordered channels lose from the end of
+    the router's queue, never reorder), and at least what Chromium kept."""
+    assert got and got[0] == dataMessage(0, size)
+    indices = [int((m if isinstance(m, str) else m[:12].decode()).split(":")[0]) for m in got]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    wrong = next((i for i, m in zip(indices, got, strict=True) if m != dataMessage(i, size)), None)
+    assert wrong is None, f"message {wrong} is not the one sent"
+    tolerance = int(PARITY_TOLERANCE * count)
+    assert len(got) >= theirs["received"] - tolerance, (
+        f"we kept {len(got)} of {count}, the Chromium consumer beside us {theirs['received']}"
+        f" (tolerance {tolerance})"
+    )
+
+
+@NOT_YET_AT_PARITY
+async def test_a_burst_from_the_browser_arrives_in_order_and_as_complete_as_at_chromium(
     room: tuple[RoomClient, BrowserPeer], otherBrowser: BrowserPeer
 ) -> None:
-    # As fast as Chromium sends: the router drops toward every consumer that falls behind
-    # (we kept 58-88 % of such a burst on this 2-core machine, a Chromium consumer 94-100 %:
-    # not yet parity, see the data-channel notes in the README).
+    # As fast as Chromium sends: the router drops toward every consumer that falls behind.
     python, browser = room
     got, theirs = await fromTheBrowser(python, browser, otherBrowser, "burst", 0)
     print(f"burst of {COUNT}: we received {len(got)}, Chromium {theirs['received']}")
-    assert got and got[0] == dataMessage(0)
-    # What arrived is in order, whatever was dropped (ordered channels lose from the end of
-    # the router's queue, never reorder).
-    indices = [int((m if isinstance(m, str) else m.decode()).split(":")[0]) for m in got]
-    assert indices == sorted(indices) and len(set(indices)) == len(indices)
-    assert all(message == dataMessage(index) for index, message in zip(indices, got, strict=True))
+    assertBurstKept(got, theirs, COUNT)
+
+
+BIG_COUNT = 2000
+BIG_SIZE = 64 * 1024
+
+
+@NOT_YET_AT_PARITY
+async def test_a_burst_of_64_kib_messages_arrives_in_order_and_as_complete_as_at_chromium(
+    room: tuple[RoomClient, BrowserPeer], otherBrowser: BrowserPeer
+) -> None:
+    python, browser = room
+    got, theirs = await fromTheBrowser(
+        python, browser, otherBrowser, "big", 0, count=BIG_COUNT, size=BIG_SIZE
+    )
+    print(f"burst of {BIG_COUNT} x 64 KiB: we received {len(got)}, Chromium {theirs['received']}")
+    assertBurstKept(got, theirs, BIG_COUNT, BIG_SIZE)
