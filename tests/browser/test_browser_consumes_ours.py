@@ -45,6 +45,19 @@ async def allLayersScored(publisher: RoomClient, producer: Producer, layers: int
     await waitFor(scored, 10, f"{layers} scored simulcast streams")
 
 
+async def atFullRate(producer: Producer, encodings: list[dict[str, Any]]) -> None:
+    """Our send estimate starts at 300 kbps and probes up, as libwebrtc's does; libvpx layers
+    follow a rising target by reopening their encoder (a key frame), at most every 3 s. A test
+    of steady-state behaviour waits until every layer encodes at its maxBitrate."""
+
+    async def full() -> bool:
+        stats = [s for s in (await producer.getStats()).values() if s["type"] == "outbound-rtp"]
+        targets = sorted((s.get("rid") or "", s.get("targetBitrate")) for s in stats)
+        return [t for _, t in targets] == [e["maxBitrate"] for e in encodings]
+
+    await waitFor(full, 15, "every layer at its maxBitrate")
+
+
 async def test_each_of_our_simulcast_layers_decodes_in_the_browser_at_its_size_and_rate(
     room: tuple[RoomClient, BrowserPeer],
 ) -> None:
@@ -144,9 +157,9 @@ async def test_l1t3_temporal_layers_show_in_the_browser_frame_rate(
     encodings = [{**encoding, "scalabilityMode": "L1T3"} for encoding in SIMULCAST]
     camera: BrowserPeer | None = None
     if sender == "ours":
-        producerId = (
-            await publisher.produce(PatternVideoTrack(640, 480, 30), encodings=encodings)
-        ).id
+        producer = await publisher.produce(PatternVideoTrack(640, 480, 30), encodings=encodings)
+        producerId = producer.id
+        await atFullRate(producer, encodings)
     else:
         camera = await BrowserPeer.join(chromium, sfu.port, browser.roomId, consume=False)
         producerId = (await camera.produceVideo(encodings=encodings))["id"]
