@@ -1,5 +1,5 @@
-"""What every producer, consumer, data producer and data consumer has: an id, ``appData``,
-an observer, ``closed``, and how its events end when it closes."""
+"""What every transport, producer, consumer, data producer and data consumer has: an id,
+``appData``, an observer, ``closed``, and how its events end when it closes."""
 
 from __future__ import annotations
 

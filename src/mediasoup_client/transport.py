@@ -13,7 +13,7 @@ from .consumer import Consumer
 from .data_channel_endpoint import DataChannelEndpoint
 from .data_consumer import DataConsumer
 from .data_producer import DataProducer
-from .enhanced_events import EnhancedEventEmitter
+from .endpoint import Endpoint
 from .errors import InvalidStateError, UnsupportedError
 from .handlers.handler_interface import (
     HandlerFactory,
@@ -49,7 +49,7 @@ from .types import (
 logger = logging.getLogger(__name__)
 
 
-class Transport(EnhancedEventEmitter):
+class Transport(Endpoint):
     """Signaling events (awaited; plain or async handlers, called with keyword arguments):
     ``connect(dtlsParameters)``, ``produce(kind, rtpParameters, appData) -> id``,
     ``producedata(sctpStreamParameters, label, protocol, appData) -> id``.
@@ -74,13 +74,10 @@ class Transport(EnhancedEventEmitter):
         recvRtpCapabilities: RtpCapabilities,
         canProduceByKind: dict[str, bool],
     ) -> None:
-        super().__init__()
-        self._id = id
+        super().__init__(id=id, appData=appData)
         self._direction: TransportDirection = direction
-        self._closed = False
         self._connectionState: ConnectionState = "new"
         self._iceGatheringState: IceGatheringState = "new"
-        self._appData: AppData = appData if appData is not None else {}
         self._recvRtpCapabilities = recvRtpCapabilities
         self._canProduceByKind = canProduceByKind
         self._sctpParameters = sctpParameters
@@ -90,7 +87,6 @@ class Transport(EnhancedEventEmitter):
         self._dataConsumers: dict[str, DataConsumer] = {}
         self._queue = CommandQueue()
         self._background = BackgroundWork(f"transport {id}")
-        self._observer = EnhancedEventEmitter()
         self._handler = handlerFactory()
         self._link = _EndpointLink(self)
         self._handler.on("@connectionstatechange", self._onConnectionStateChange)
@@ -112,14 +108,6 @@ class Transport(EnhancedEventEmitter):
 
     # Properties.
     @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def direction(self) -> TransportDirection:
         return self._direction
 
@@ -135,18 +123,6 @@ class Transport(EnhancedEventEmitter):
     @property
     def iceGatheringState(self) -> IceGatheringState:
         return self._iceGatheringState
-
-    @property
-    def appData(self) -> AppData:
-        return self._appData
-
-    @appData.setter
-    def appData(self, appData: AppData) -> None:
-        self._appData = appData
-
-    @property
-    def observer(self) -> EnhancedEventEmitter:
-        return self._observer
 
     # Transport-level methods.
     def close(self) -> None:
@@ -172,9 +148,7 @@ class Transport(EnhancedEventEmitter):
         self._consumers.clear()
         self._dataProducers.clear()
         self._dataConsumers.clear()
-        self._observer.safeEmit("close")
-        self.remove_all_listeners()
-        self._observer.remove_all_listeners()
+        self._emitClosed(None)
 
     async def waitClosed(self) -> None:
         """After ``close()``: return once the engine has released the network (sockets,
