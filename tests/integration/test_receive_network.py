@@ -233,7 +233,8 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
     peers: tuple[RoomClient, RoomClient], hook: PortHook
 ) -> None:
     publisher, subscriber = peers
-    producer = await publisher.produce(PatternVideoTrack(640, 480, 30), encodings=SIMULCAST)
+    source = PatternVideoTrack(640, 480, 30)
+    producer = await publisher.produce(source, encodings=SIMULCAST)
     consumer = await consumerOf(subscriber, producer.id)
     frames = FrameLog(consumer)
 
@@ -274,6 +275,7 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
     # From 5 s after the cap: the layer holds, decodes at full rate, and little is lost.
     await asyncio.sleep(max(0.0, capped + 5 - time.monotonic()))
     first, started = await inbound(consumer), time.monotonic()
+    generatedAtStart = source.framesGenerated
     layers = []
     for _ in range(10):
         await asyncio.sleep(0.5)
@@ -283,7 +285,10 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
     assert all(current in fitting for current in layers), layers
     assert (await estimate() or 10**9) < 600_000
     window = [f for f in frames.since(started) if f[0] <= ended]
-    assert all((w, h) == (160, 120) for _, w, h, _ in window)
+    # Every frame made while the router holds the layer is of that layer (a frame of the old
+    # layer that completes late, after its repairs through the cap, is not about the hold).
+    sizes = {(w, h) for _, w, h, number in window if number >= generatedAtStart}
+    assert sizes == {(160, 120)}, sizes
     assert len(window) >= 25 * (ended - started), len(window) / (ended - started)
     # Our loss (what the bottleneck dropped) stays under 2 % once the layer fits.
     lost = last["packetsLost"] - first["packetsLost"]
