@@ -102,7 +102,11 @@ async def test_through_an_uplink_cap_the_router_sees_no_loss_and_the_top_layer_w
     assert lost <= 0.02 * (lost + received), (lost, received)
     assert 0.5 * cap < bitrate <= cap
     cc = _congestion(local)
-    assert cc["availableOutgoingBitrate"] <= 1.25 * cap
+    # What the feedback's arrival times measured is the cap. The estimate may sit above it
+    # while the suspended layer leaves the sender application-limited (a CI run saw 615k),
+    # but never past 1.5x what the link acknowledged (+10 kbps, libwebrtc's AIMD ceiling).
+    assert 0.5 * cap < cc["acknowledgedBitrate"] <= 1.1 * cap, cc
+    assert cc["availableOutgoingBitrate"] <= 1.5 * cap + 10_000, cc
     outbound = sorted(
         (e for e in local.values() if e.get("type") == "outbound-rtp"), key=lambda e: e["rid"]
     )

@@ -266,12 +266,16 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
         current = info.get("currentSpatialLayer")
         return int(current) if current is not None else None
 
+    timeline: list[tuple[float, int | None, int | None]] = []  # (since the cap, estimate, layer)
+
     async def fits() -> bool:
-        return await layer() in fitting
+        current = await layer()
+        timeline.append((round(time.monotonic() - capped, 2), await estimate(), current))
+        return current in fitting
 
     await waitFor(fits, 10, "the router to forward a layer that fits 400 kbit/s", interval=0.25)
     fitted = time.monotonic()
-    assert fitted - capped < 5
+    assert fitted - capped < 5, timeline
     # From 5 s after the cap: the layer holds, decodes at full rate, and little is lost.
     await asyncio.sleep(max(0.0, capped + 5 - time.monotonic()))
     first, started = await inbound(consumer), time.monotonic()
