@@ -9,6 +9,7 @@ import pytest
 from mediasoup_client.handlers.aiortc.send.cc.probing import ProbeCluster
 from mediasoup_client.handlers.aiortc.send.pacer import (
     BURST,
+    MAX_LEADING_BYTES,
     PACKET_OVERHEAD,
     Pacer,
     Priority,
@@ -29,6 +30,11 @@ class Packet:
 
 def pacer(rate: float = 800_000) -> Pacer[Packet]:
     return Pacer(lambda p: p.size, pacingRate=rate)
+
+
+def streamPacer(rate: float = 80_000) -> Pacer[Packet]:
+    """Packets named "<stream><n>": the stream is the name's first letter."""
+    return Pacer(lambda p: p.size, pacingRate=rate, streamOf=lambda p: p.name[0])
 
 
 def run(p: Pacer[Packet], until: float, start: float = 0.0) -> list[tuple[float, Packet]]:
@@ -149,6 +155,45 @@ def test_drop_forgets_a_stopped_producers_packets():
         p.enqueue(Packet(name), Priority.VIDEO, 0.0)
     assert p.drop(lambda packet: packet.name != "a") == 2
     assert p.queuedPackets == 2 and p.queuedBytes == 2000
+
+
+def test_a_new_stream_does_not_wait_behind_another_streams_burst():
+    p = streamPacer()  # one 1000-byte packet per 100 ms
+    for index in range(20):  # a key frame of stream a: 2 s of the pacing rate
+        p.enqueue(Packet(f"a{index}"), Priority.VIDEO, 0.0)
+    k = len(run(p, 0.25))  # a0 .. a(k-1) left
+    assert 0 < k < 20
+    for index in range(3):  # a second producer's first frame
+        p.enqueue(Packet(f"b{index}"), Priority.VIDEO, 0.25)
+    order = [packet.name for _t, packet in run(p, 1.5, start=0.25)]
+    # b sent nothing yet: it goes first, at most MAX_LEADING_BYTES ahead of a, then they
+    # alternate; within each stream the order holds.
+    assert MAX_LEADING_BYTES == 1400
+    assert order[:6] == ["b0", "b1", f"a{k}", "b2", f"a{k + 1}", f"a{k + 2}"]
+
+
+def test_streams_take_turns_by_bytes_sent():
+    p = streamPacer(8_000_000)
+    for index in range(4):
+        p.enqueue(Packet(f"a{index}", 2000 - PACKET_OVERHEAD), Priority.VIDEO, 0.0)
+        p.enqueue(Packet(f"b{index}"), Priority.VIDEO, 0.0)
+        p.enqueue(Packet(f"b{index}x"), Priority.VIDEO, 0.0)
+    order = [packet.name for _t, packet in run(p, 1.0)]
+    # a's packets are twice b's: b sends two for each of a's.
+    assert order == ["a0", "b0", "b0x", "a1", "b1", "b1x", "a2", "b2", "b2x", "a3", "b3", "b3x"]
+
+
+def test_stale_video_and_drops_reach_every_stream():
+    p = streamPacer(8_000)
+    p.enqueue(Packet("a-old"), Priority.VIDEO, 0.0)
+    p.enqueue(Packet("b-old"), Priority.VIDEO, 0.1)
+    p.enqueue(Packet("a-new"), Priority.VIDEO, 0.9)
+    p.enqueue(Packet("b-new"), Priority.VIDEO, 0.9)
+    assert p.oldestEnqueueTime() == 0.0
+    assert [packet.name for packet in p.dropStale(1.0, maxWait=0.5)] == ["a-old", "b-old"]
+    assert p.drop(lambda packet: not packet.name.startswith("a")) == 1
+    assert [packet.name for _t, packet in run(p, 2.0, start=1.0)] == ["b-new"]
+    assert p.queuedPackets == 0 and p.queuedBytes == 0
 
 
 # The retransmission budget.

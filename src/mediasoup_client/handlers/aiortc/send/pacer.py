@@ -5,8 +5,12 @@ Pure: packets and the time go in (``enqueue``), the packets to send now come out
 (``process``), and ``nextSendTime`` says when to call again; the scheduler owns the timer.
 
 - Order: audio first (it is never held: it is sent at once and only counts against the
-  budget), then retransmissions, then new video, oldest first within each; padding only to
-  fill a probe.
+  budget), then retransmissions, then new video; padding only to fill a probe. Within a
+  priority, streams (``streamOf``: an SSRC) take turns, the one that has sent the fewest bytes
+  first, oldest first within a stream (libwebrtc's round-robin queue): a new producer's first
+  packets, or a low simulcast layer's key frame, do not wait behind a big key frame of
+  another stream. A stream that comes back after a pause may lead the others by at most
+  ``MAX_LEADING_BYTES``, so its silence earns it no burst.
 - Budget: a "media debt" that sending adds to and time pays back at the pacing rate; packets
   leave while the debt is under ``BURST`` worth of the rate (so a short burst passes at once
   and a long one is spread). The debt never exceeds ``MAX_DEBT`` worth.
@@ -24,9 +28,11 @@ Pure: packets and the time go in (``enqueue``), the packets to send now come out
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Generic, TypeVar
 
@@ -38,6 +44,7 @@ MAX_QUEUE_TIME = 1.0
 MAX_DRAIN_FACTOR = 1.5
 MAX_VIDEO_WAIT = 1.0
 PACKET_OVERHEAD = 60  # RTP header and extensions, IP, UDP, SRTP: wire bytes beyond the payload
+MAX_LEADING_BYTES = 1400  # how far a (re)starting stream may get ahead of the others
 
 P = TypeVar("P")
 
@@ -73,15 +80,108 @@ class _ActiveProbe:
     sentPackets: int = 0
 
 
+@dataclass(slots=True)
+class _Stream(Generic[P]):
+    items: deque[Queued[P]] = field(default_factory=deque)
+    sent: int = 0  # bytes taken from this stream (its place in the turns)
+    scheduled: bool = False  # has an entry in the heap
+
+
+class _FairQueue(Generic[P]):
+    """One priority's packets: a queue per stream, and the streams in turns by bytes sent."""
+
+    def __init__(self) -> None:
+        self._streams: dict[Hashable, _Stream[P]] = {}
+        self._turns: list[tuple[int, int, Hashable]] = []  # (sent, tie-break, stream)
+        self._order = itertools.count()
+        self._count = 0
+        self._most_sent = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[Queued[P]]:
+        for stream in self._streams.values():
+            yield from stream.items
+
+    def append(self, item: Queued[P], key: Hashable) -> None:
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = _Stream()
+        if not stream.items:
+            stream.sent = max(stream.sent, self._most_sent - MAX_LEADING_BYTES)
+        stream.items.append(item)
+        self._count += 1
+        if not stream.scheduled:
+            stream.scheduled = True
+            heapq.heappush(self._turns, (stream.sent, next(self._order), key))
+
+    def popleft(self) -> Queued[P]:
+        """The oldest packet of the stream whose turn it is (the queue must not be empty)."""
+        while True:
+            _sent, _order, key = heapq.heappop(self._turns)
+            stream = self._streams[key]
+            if stream.items:
+                break
+            stream.scheduled = False  # emptied by a drop while it waited for its turn
+        item = stream.items.popleft()
+        self._count -= 1
+        stream.sent += item.size
+        self._most_sent = max(self._most_sent, stream.sent)
+        if stream.items:
+            heapq.heappush(self._turns, (stream.sent, next(self._order), key))
+        else:
+            stream.scheduled = False
+        return item
+
+    def oldest(self) -> float | None:
+        heads = [s.items[0].enqueuedAt for s in self._streams.values() if s.items]
+        return min(heads) if heads else None
+
+    def removeOlderThan(self, cutoff: float) -> list[Queued[P]]:
+        removed: list[Queued[P]] = []
+        for stream in self._streams.values():
+            while stream.items and stream.items[0].enqueuedAt < cutoff:
+                removed.append(stream.items.popleft())
+        self._count -= len(removed)
+        removed.sort(key=lambda item: item.enqueuedAt)
+        return removed
+
+    def removeIf(self, reject: Callable[[P], bool]) -> list[Queued[P]]:
+        removed: list[Queued[P]] = []
+        for key, stream in list(self._streams.items()):
+            kept: deque[Queued[P]] = deque()
+            for item in stream.items:
+                (removed if reject(item.packet) else kept).append(item)
+            stream.items = kept
+            if not kept and not stream.scheduled:
+                del self._streams[key]  # a stopped producer's stream is forgotten
+        self._count -= len(removed)
+        return removed
+
+    def clear(self) -> list[Queued[P]]:
+        return self.removeIf(lambda packet: True)
+
+
 PaddingSource = Callable[[int], list[P]]
 
 
 class Pacer(Generic[P]):
-    def __init__(self, sizeOf: Callable[[P], int], *, pacingRate: float = 1_000_000) -> None:
+    def __init__(
+        self,
+        sizeOf: Callable[[P], int],
+        *,
+        pacingRate: float = 1_000_000,
+        streamOf: Callable[[P], Hashable] = lambda packet: None,
+    ) -> None:
         self._size_of = sizeOf
+        self._stream_of = streamOf
         self.pacingRate = pacingRate
         self.drainFaster = True
-        self._queues: dict[Priority, deque[Queued[P]]] = {p: deque() for p in Priority}
+        self._queues: dict[Priority, _FairQueue[P]] = {p: _FairQueue() for p in Priority}
         self._debt = 0.0  # bytes
         self._last: float | None = None
         self._probes: deque[_ActiveProbe] = deque()
@@ -104,7 +204,7 @@ class Pacer(Generic[P]):
 
     def enqueue(self, packet: P, priority: Priority, now: float) -> None:
         size = self._size_of(packet) + PACKET_OVERHEAD
-        self._queues[priority].append(Queued(packet, priority, size, now))
+        self._queues[priority].append(Queued(packet, priority, size, now), self._stream_of(packet))
         self.queuedBytes += size
         self._enqueued_sum += now
 
@@ -113,10 +213,8 @@ class Pacer(Generic[P]):
 
     def dropStale(self, now: float, maxWait: float = MAX_VIDEO_WAIT) -> list[P]:
         """Forget new video that waited longer than ``maxWait``; what was dropped."""
-        queue = self._queues[Priority.VIDEO]
         dropped: list[P] = []
-        while queue and now - queue[0].enqueuedAt > maxWait:
-            item = queue.popleft()
+        for item in self._queues[Priority.VIDEO].removeOlderThan(now - maxWait):
             self.queuedBytes -= item.size
             self._enqueued_sum -= item.enqueuedAt
             dropped.append(item.packet)
@@ -129,16 +227,11 @@ class Pacer(Generic[P]):
     def drop(self, keep: Callable[[P], bool]) -> int:
         """Forget queued packets ``keep`` refuses (a stopped producer); how many."""
         dropped = 0
-        for priority, queue in self._queues.items():
-            kept: deque[Queued[P]] = deque()
-            for item in queue:
-                if keep(item.packet):
-                    kept.append(item)
-                else:
-                    dropped += 1
-                    self.queuedBytes -= item.size
-                    self._enqueued_sum -= item.enqueuedAt
-            self._queues[priority] = kept
+        for queue in self._queues.values():
+            for item in queue.removeIf(lambda packet: not keep(packet)):
+                dropped += 1
+                self.queuedBytes -= item.size
+                self._enqueued_sum -= item.enqueuedAt
         return dropped
 
     # Outputs.
@@ -151,7 +244,7 @@ class Pacer(Generic[P]):
         return sum(len(q) for q in self._queues.values())
 
     def oldestEnqueueTime(self) -> float | None:
-        times = [q[0].enqueuedAt for q in self._queues.values() if q]
+        times = [t for q in self._queues.values() if (t := q.oldest()) is not None]
         return min(times) if times else None
 
     def expectedQueueTime(self) -> float:
@@ -173,7 +266,7 @@ class Pacer(Generic[P]):
         # Audio is never held back.
         audio = self._queues[Priority.AUDIO]
         while audio:
-            sent.append(self._take(audio, now, None))
+            sent.append(self._take_item(audio.popleft(), now, None))
         while self._probes:
             probe = self._probes[0]
             if probe.startedAt is not None and now < self._probeDue(probe):
@@ -256,9 +349,7 @@ class Pacer(Generic[P]):
 
     def _dropPadding(self) -> None:
         """Padding left over from a finished probe is worth nothing: forget it."""
-        queue = self._queues[Priority.PADDING]
-        while queue:
-            item = queue.popleft()
+        for item in self._queues[Priority.PADDING].clear():
             self.queuedBytes -= item.size
             self._enqueued_sum -= item.enqueuedAt
         if not self._hasAny():
@@ -278,9 +369,6 @@ class Pacer(Generic[P]):
             if queue:
                 return queue.popleft()
         return None
-
-    def _take(self, queue: deque[Queued[P]], now: float, cluster: int | None) -> Send[P]:
-        return self._take_item(queue.popleft(), now, cluster)
 
     def _take_item(self, item: Queued[P], now: float, cluster: int | None) -> Send[P]:
         self.queuedBytes -= item.size

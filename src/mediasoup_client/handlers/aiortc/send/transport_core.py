@@ -51,6 +51,10 @@ def _payloadSize(packet: OutgoingRtp) -> int:
     return len(packet.payload) + packet.padding
 
 
+def _ssrc(packet: OutgoingRtp) -> int:
+    return packet.ssrc
+
+
 class TransportSendCore:
     def __init__(
         self, options: CongestionOptions | None = None, *, pacingFactor: float = PACING_FACTOR
@@ -58,7 +62,9 @@ class TransportSendCore:
         self.congestion = CongestionController(options)
         self.pacingFactor = pacingFactor
         self.pacer: Pacer[OutgoingRtp] = Pacer(
-            _payloadSize, pacingRate=pacingFactor * self.congestion.targetBitrate
+            _payloadSize,
+            pacingRate=pacingFactor * self.congestion.targetBitrate,
+            streamOf=_ssrc,
         )
         self.retransmissions = RetransmissionBudget(self.congestion.targetBitrate)
         self._senders: list[ProducerSender] = []
