@@ -309,6 +309,8 @@ async def test_srtcp_longer_than_1500_bytes_arrives_and_the_transport_lives(
             if router.dtls.state == "connected":
                 break
             await asyncio.sleep(0.01)
+        # Sessions keep pylibsrtp's own 1500 bytes until a longer packet needs more.
+        assert len(router.dtls._tx_srtp._cdata) == 1500, UPGRADE_HINT
         compat.sendRtpNow(router.dtls, compound)
         for _ in range(200):
             if seen:
@@ -316,6 +318,8 @@ async def test_srtcp_longer_than_1500_bytes_arrives_and_the_transport_lives(
             await asyncio.sleep(0.01)
         assert seen == [compound], UPGRADE_HINT
         assert client.dtlsTransport.state == "connected"
+        assert len(router.dtls._tx_srtp._cdata) == compat.SRTP_BUFFER_BYTES
+        assert len(client.dtlsTransport._rx_srtp._cdata) == compat.SRTP_BUFFER_BYTES
         remove()
     finally:
         await client.close()

@@ -110,35 +110,48 @@ def sendRtpNow(dtls: RTCDtlsTransport, packet: bytes) -> None:
     counted._RTCDtlsTransport__tx_packets += 1
 
 
-# Room for SRTP/SRTCP datagrams up to the largest UDP payload.
+# Room for SRTCP datagrams up to the largest UDP payload, given to a session only once it
+# meets a longer one than its own buffer (every session holding 64 KiB cost 128 KiB of RSS
+# per transport; RTP itself stays within the MTU).
 SRTP_BUFFER_BYTES = 65536
+_SRTCP_TRAILER_ROOM = 64  # >= pylibsrtp's SRTP_MAX_SRTCP_TRAILER_LEN
 
 
 def acceptLargeSrtp(dtls: RTCDtlsTransport) -> None:
-    """Let the transport's SRTP sessions take datagrams longer than 1500 bytes. pylibsrtp's
-    ``Session`` has a fixed 1500-byte buffer and raises ``ValueError`` on a longer packet,
-    which ends aiortc's DTLS transport; mediasoup sends longer compound RTCP to a transport
-    with many streams (measured: 100 Opus producers on one transport, the transport failed
-    within a second). Wraps ``_setup_srtp`` on the instance: once the handshake has made the
-    sessions, both get a buffer of SRTP_BUFFER_BYTES."""
+    """Let the transport's SRTP sessions take RTCP datagrams longer than 1500 bytes.
+    pylibsrtp's ``Session`` has a fixed 1500-byte buffer and raises ``ValueError`` on a longer
+    packet, which ends aiortc's DTLS transport; mediasoup sends longer compound RTCP to a
+    transport with many streams (measured: 100 Opus producers on one transport, the transport
+    failed within a second). Wraps ``_setup_srtp`` on the instance: once the handshake has
+    made the sessions, their RTCP methods grow the buffer to SRTP_BUFFER_BYTES when needed."""
     setup = dtls._setup_srtp
 
     def setupWithLargeBuffers() -> None:
         setup()
         for session in (dtls._rx_srtp, dtls._tx_srtp):
             if session is not None:
-                growSrtpBuffer(session)
+                growSrtpBufferOnDemand(session)
 
     dtls._setup_srtp = setupWithLargeBuffers  # type: ignore[method-assign]
 
 
-def growSrtpBuffer(session: Any) -> None:
-    """Give a pylibsrtp ``Session`` a buffer of SRTP_BUFFER_BYTES (its own is 1500)."""
+def growSrtpBufferOnDemand(session: Any) -> None:
+    """Wrap a pylibsrtp ``Session``'s RTCP methods (on the instance) so that a packet longer
+    than its buffer first gets it a buffer of SRTP_BUFFER_BYTES."""
     from pylibsrtp._binding import ffi
 
-    cdata = ffi.new("char[]", SRTP_BUFFER_BYTES)
-    session._cdata = cdata
-    session._buffer = ffi.buffer(cdata)
+    def grown(method: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+        def call(packet: bytes) -> bytes:
+            if len(packet) + _SRTCP_TRAILER_ROOM > len(session._cdata):
+                cdata = ffi.new("char[]", SRTP_BUFFER_BYTES)
+                session._cdata = cdata
+                session._buffer = ffi.buffer(cdata)
+            return method(packet)
+
+        return call
+
+    session.protect_rtcp = grown(session.protect_rtcp)
+    session.unprotect_rtcp = grown(session.unprotect_rtcp)
 
 
 def addRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any, ssrcs: Iterable[int]) -> None:
