@@ -17,7 +17,10 @@ from .transport_feedback import REFERENCE_TICK, TransportFeedback
 # IPv4 (20) + UDP (8) + the SRTP authentication tag (10): what each RTP packet costs on the
 # wire beyond its own bytes. Rates here count what the link carries.
 PACKET_OVERHEAD = 38
-HISTORY_SECONDS = 10.0
+# Feedback about a packet comes within a round trip and a feedback interval (mediasoup: 100 ms);
+# 3 s is ample for the slowest links and keeps a 1000 packet/s transport at ~3000 entries
+# (each ~230 bytes in Python: 10 s held 2.3 MB per video transport).
+HISTORY_SECONDS = 3.0
 _REFERENCE_WRAP = 1 << 24
 # A receiver clock that moved this much more (or less) than ours between two feedback packets
 # was reset (or wrapped oddly): arrival times start over from there.
