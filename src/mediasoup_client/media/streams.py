@@ -31,6 +31,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 
 from ..errors import UnsupportedError
+from .audio_convert import AudioConverter
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +225,7 @@ class AudioStream(_TrackStream[AudioStreamFrame]):
         self.channels = channels
         self.frameMs = frameMs
         self._frame_samples = sampleRate * frameMs // 1000
-        self._resampler = av.AudioResampler(
-            format="s16", layout="stereo" if channels == 2 else "mono", rate=sampleRate
-        )
+        self._resampler = AudioConverter("s16", "stereo" if channels == 2 else "mono", sampleRate)
         self._pending: np.ndarray[Any, Any] = np.zeros((0, channels), dtype=np.int16)
         # RTP timestamp of the first pending sample, and RTP ticks per output sample.
         self._pending_rtp: float | None = None
@@ -243,7 +242,7 @@ class AudioStream(_TrackStream[AudioStreamFrame]):
         rtp, _seconds, _capture = _timestamps(self.track, frame)
         clock_rate = frame.sample_rate or self.sampleRate
         self._rtp_per_sample = clock_rate / self.sampleRate
-        converted = [c.to_ndarray() for c in self._resampler.resample(frame)]
+        converted = [c.to_ndarray() for c in self._resampler.convert(frame)]
         if not converted:
             return
         samples = np.concatenate(converted, axis=1).reshape(-1, self.channels)

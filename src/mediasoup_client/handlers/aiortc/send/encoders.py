@@ -22,6 +22,8 @@ from typing import Any
 import av
 import numpy as np
 
+from ....media.audio_convert import AudioConverter
+
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 OPUS_SAMPLE_RATE = 48000
@@ -361,13 +363,8 @@ class OpusEncoder:
         codec.open()
         return codec
 
-    def _newResampler(self) -> Any:
-        return av.AudioResampler(
-            format="s16",
-            layout=self._layout,
-            rate=OPUS_SAMPLE_RATE,
-            frame_size=self.settings.frameSamples,
-        )
+    def _newResampler(self) -> AudioConverter:
+        return AudioConverter("s16", self._layout, OPUS_SAMPLE_RATE, self.settings.frameSamples)
 
     def reset(self) -> None:
         """Forget buffered input (new track, resume): the next frame starts afresh."""
@@ -377,7 +374,7 @@ class OpusEncoder:
         # The source frame is left untouched (it may be shared, e.g. by a MediaRelay); the
         # resampler's output frames get our own pts.
         out: list[EncodedAudio] = []
-        for chunk in self._resampler.resample(frame):
+        for chunk in self._resampler.convert(frame):
             samples = chunk.to_ndarray()
             level = audioLevel(samples)
             chunk.pts = self._pts
