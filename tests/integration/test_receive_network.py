@@ -275,7 +275,7 @@ async def test_transport_feedback_makes_the_router_fit_the_layer_to_a_capped_dow
 
     await waitFor(fits, 10, "the router to forward a layer that fits 400 kbit/s", interval=0.25)
     fitted = time.monotonic()
-    assert fitted - capped < 5, timeline
+    assert fitted - capped < 5, f"(since the cap s, router estimate, layer): {timeline}"
     # From 5 s after the cap: the layer holds, decodes at full rate, and little is lost.
     await asyncio.sleep(max(0.0, capped + 5 - time.monotonic()))
     first, started = await inbound(consumer), time.monotonic()
