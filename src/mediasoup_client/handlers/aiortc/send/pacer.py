@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Generic, TypeVar
@@ -102,10 +102,6 @@ class _FairQueue(Generic[P]):
 
     def __bool__(self) -> bool:
         return self._count > 0
-
-    def __iter__(self) -> Iterator[Queued[P]]:
-        for stream in self._streams.values():
-            yield from stream.items
 
     def append(self, item: Queued[P], key: Hashable) -> None:
         stream = self._streams.get(key)
