@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiortc.rtp import RtcpPsfbPacket, pack_remb_fci
 
+from mediasoup_client.handlers.aiortc.send.transport_core import PROBE_PROOF_AGE, PROVEN_HEADROOM
 from mediasoup_client.media.test_sources import PatternVideoTrack, ToneAudioTrack
 from mediasoup_client.rtp_extensions import URI_TRANSPORT_WIDE_CC
 from tests.unit.fake_link import FakeLink, LinkStats
@@ -191,3 +192,47 @@ def test_a_nack_storm_is_answered_once_per_round_trip(harnesses: Any):
     h.wait(0.05)
     assert len(h.port.packets(rtx_ssrc)) - count == 2 * len(lost)
     assert h.getStats()["CC"]["nacksRefusedTooRecent"] >= 9 * len(lost)
+
+
+def test_a_probes_result_stays_proof_until_the_estimate_backs_off(harnesses: Any):
+    # A top layer suspended on a narrow link comes back, once the link widens and a probe
+    # finds it, at 1.25 x its minimum and rises from there, each step seconds apart. Its own
+    # traffic proves at most 1.15 x the total, less than the gate's 25 % step for a layer
+    # this much larger than the one below it: its rises need the probe's result, which
+    # therefore stays proof (no probe comes while the estimate covers the demand) until a
+    # back-off says the link no longer carries it.
+    params = videoRtpParameters(
+        encodings=[
+            {"maxBitrate": 150_000, "scaleResolutionDownBy": 2.0},
+            {"maxBitrate": 1_500_000},
+        ]
+    )
+    rtx = {e["rtx"]["ssrc"]: e["ssrc"] for e in params["encodings"]}
+    h = SendHarness(
+        params,
+        PatternVideoTrack(640, 480, 30, paced=False),
+        link={"rate": 300_000, "queue": 0.1, "delay": 0.02, "rtx": rtx},
+    )
+    harnesses.append(h)
+    congestion = h.scheduler.core.congestion
+
+    def proven() -> float:
+        value = congestion.provenBitrate(h.clock.now(), PROVEN_HEADROOM, PROBE_PROOF_AGE)
+        assert value is not None
+        return value
+
+    h.feed(6)
+    assert _targets(h)[1] == 0
+    _link(h).setRate(5_000_000)
+    h.feed(10, until=lambda: congestion.probeResults > 0 and _targets(h)[1] > 0)
+    resumed = _targets(h)[1]
+    assert 0 < resumed < 500_000  # back, and low
+    h.feed(10, until=lambda: _targets(h)[1] >= 1_000_000)
+    assert _targets(h)[1] >= 1_000_000
+    h.feed(8)  # the probe's result is 10 s old or more, nothing backed off since
+    assert congestion.backoffs == 0
+    assert proven() >= 2_500_000 > PROVEN_HEADROOM * (congestion.throughput.bitrate or 0)
+    _link(h).setRate(600_000)
+    h.feed(4, until=lambda: congestion.backoffs > 0)
+    assert congestion.backoffs > 0
+    assert proven() == PROVEN_HEADROOM * (congestion.throughput.bitrate or 0)

@@ -64,6 +64,7 @@ class CongestionController:
         self._arrived_bytes = 0
         self._probe_bytes: dict[int, int] = {}
         self._last_probe_result: tuple[float, float] | None = None
+        self._last_backoff: float | None = None
         self._shadow_until = 0.0
         self.probeResults = 0
         self.backoffs = 0
@@ -171,7 +172,7 @@ class CongestionController:
             self.estimate.onDelayBased(result.bitrate, now)
             if result.backedOff:
                 self.backoffs += 1
-                self.probeController.onBackoff(now)
+                self._onBackoff(now)
         before = self.estimate.bitrate
         self.estimate.onLoss(report.lostCount, len(report.results), now)
         if self.estimate.bitrate < before * 0.99:
@@ -180,20 +181,30 @@ class CongestionController:
             control = self.delayBased.rateControl
             if control.bitrate > self.estimate.bitrate:
                 control.setEstimate(self.estimate.bitrate, now)
-            self.probeController.onBackoff(now)
+            self._onBackoff(now)
         return self.probeController.onEstimate(self.estimate.bitrate, now, probeResult=probe)
 
     def provenBitrate(self, now: float, headroom: float, probeAge: float) -> float | None:
         """What the link has shown it carries: ``headroom`` x the acknowledged rate, or a
-        probe's result younger than ``probeAge``; None when there is nothing to go by
-        (without transport feedback, or before the first)."""
+        probe's result younger than ``probeAge`` with no back-off since (a back-off says the
+        link no longer carries it); None when there is nothing to go by (without transport
+        feedback, or before the first)."""
         acked = self.throughput.bitrate
         if acked is None:
             return None
         proven = headroom * acked
-        if self._last_probe_result is not None and now - self._last_probe_result[0] <= probeAge:
-            proven = max(proven, self._last_probe_result[1])
+        probe = self._last_probe_result
+        if (
+            probe is not None
+            and now - probe[0] <= probeAge
+            and (self._last_backoff is None or self._last_backoff < probe[0])
+        ):
+            proven = max(proven, probe[1])
         return proven
+
+    def _onBackoff(self, now: float) -> None:
+        self._last_backoff = now
+        self.probeController.onBackoff(now)
 
     def onRemb(self, bitrate: int, now: float) -> None:
         self.estimate.onRemb(float(bitrate), now)
