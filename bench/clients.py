@@ -134,6 +134,37 @@ class _Signaling:
         )
         return info
 
+    def answer(
+        self, transport: Any, *, dump: Callable[[Any], Any] = lambda value: value,
+        producing: bool = False,
+    ) -> None:  # fmt: skip
+        """Answer ``transport``'s ``connect`` (and with ``producing`` its ``produce``) events
+        with the server's requests; ``dump`` turns the client's parameter objects into the
+        plain dicts the server takes (pymediasoup's are pydantic models)."""
+
+        @transport.on("connect")
+        async def onConnect(dtlsParameters: Any) -> None:
+            await self.request(
+                "connectWebRtcTransport",
+                {"transportId": transport.id, "dtlsParameters": dump(dtlsParameters)},
+            )
+
+        if not producing:
+            return
+
+        @transport.on("produce")
+        async def onProduce(kind: str, rtpParameters: Any, appData: dict[str, Any]) -> str:
+            answer = await self.request(
+                "produce",
+                {
+                    "transportId": transport.id,
+                    "kind": kind,
+                    "rtpParameters": dump(rtpParameters),
+                    "appData": appData,
+                },
+            )
+            return str(answer["id"])
+
     def onNewDataConsumer(self, accept: Callable[[dict[str, Any]], Any]) -> None:
         """Answer the server's newDataConsumer requests with ``await accept(data)``."""
         assert self.peer is not None, "not connected"
@@ -230,31 +261,8 @@ class OurClient:
             iceServers=self.iceServers,
             iceTransportPolicy=self.iceTransportPolicy,
         )
-        signaling = self._signaling
-
-        @transport.on("connect")
-        async def onConnect(dtlsParameters: dict[str, Any]) -> None:
-            await signaling.request(
-                "connectWebRtcTransport",
-                {"transportId": transport.id, "dtlsParameters": dtlsParameters},
-            )
-
-        @transport.on("produce")
-        async def onProduce(
-            kind: str, rtpParameters: dict[str, Any], appData: dict[str, Any]
-        ) -> str:
-            answer = await signaling.request(
-                "produce",
-                {
-                    "transportId": transport.id,
-                    "kind": kind,
-                    "rtpParameters": rtpParameters,
-                    "appData": appData,
-                },
-            )
-            return str(answer["id"])
-
-        return _OurTransport(signaling, transport)
+        self._signaling.answer(transport, producing=True)
+        return _OurTransport(self._signaling, transport)
 
     async def createDataReceiver(self, onMessage: MessageListener) -> DataReceiver:
         info = await self._signaling.createDataTransport(self._device.sctpCapabilities)
@@ -266,14 +274,8 @@ class OurClient:
             sctpParameters=info["sctpParameters"],
         )
         signaling = self._signaling
+        signaling.answer(transport)
         receiver = DataReceiver(transportId=transport.id)
-
-        @transport.on("connect")
-        async def onConnect(dtlsParameters: dict[str, Any]) -> None:
-            await signaling.request(
-                "connectWebRtcTransport",
-                {"transportId": transport.id, "dtlsParameters": dtlsParameters},
-            )
 
         async def accept(data: dict[str, Any]) -> None:
             dataConsumer = await transport.consumeData(
@@ -301,6 +303,10 @@ class OurClient:
 
 
 # pymediasoup.
+def _modelDump(value: Any) -> Any:
+    return value.model_dump(exclude_none=True)
+
+
 class _TheirTransport:
     def __init__(self, signaling: _Signaling, transport: Any) -> None:
         self._signaling = signaling
@@ -361,32 +367,8 @@ class PyMediasoupClient:
             dtlsParameters=info["dtlsParameters"],
             sctpParameters=info.get("sctpParameters"),
         )
-        signaling = self._signaling
-
-        @transport.on("connect")
-        async def onConnect(dtlsParameters: Any) -> None:
-            await signaling.request(
-                "connectWebRtcTransport",
-                {
-                    "transportId": transport.id,
-                    "dtlsParameters": dtlsParameters.model_dump(exclude_none=True),
-                },
-            )
-
-        @transport.on("produce")
-        async def onProduce(kind: str, rtpParameters: Any, appData: dict[str, Any]) -> str:
-            answer = await signaling.request(
-                "produce",
-                {
-                    "transportId": transport.id,
-                    "kind": kind,
-                    "rtpParameters": rtpParameters.model_dump(exclude_none=True),
-                    "appData": appData,
-                },
-            )
-            return str(answer["id"])
-
-        return _TheirTransport(signaling, transport)
+        self._signaling.answer(transport, dump=_modelDump, producing=True)
+        return _TheirTransport(self._signaling, transport)
 
     async def createDataReceiver(self, onMessage: MessageListener) -> DataReceiver:
         from pymediasoup.sctp_parameters import SctpStreamParameters
@@ -400,17 +382,8 @@ class PyMediasoupClient:
             sctpParameters=info["sctpParameters"],
         )
         signaling = self._signaling
+        signaling.answer(transport, dump=_modelDump)
         receiver = DataReceiver(transportId=transport.id)
-
-        @transport.on("connect")
-        async def onConnect(dtlsParameters: Any) -> None:
-            await signaling.request(
-                "connectWebRtcTransport",
-                {
-                    "transportId": transport.id,
-                    "dtlsParameters": dtlsParameters.model_dump(exclude_none=True),
-                },
-            )
 
         async def accept(data: dict[str, Any]) -> None:
             dataConsumer = await transport.consumeData(
