@@ -2,7 +2,7 @@
 local SFU, every scenario ``--runs`` times, each run in its own process; every run reported,
 and the median per figure beside the issues' targets.
 
-    bench/run --network [--runs N] [--quick] [--only downlink-cap,outage,...]
+    bench/run --network [--runs N] [--quick] [--only downlink-cap,outage,...] [--healthy-seconds S]
     .venv/bin/python bench/network.py ...   (the same, once .venv exists)
 
 Writes ``bench/out/network.json`` (every run's whole result) and prints the table.
@@ -230,6 +230,10 @@ def main() -> int:
     parser.add_argument(
         "--only", default="", help="comma-separated scenarios: " + ", ".join(SCENARIO_ORDER)
     )
+    parser.add_argument(
+        "--healthy-seconds", type=float, default=None,
+        help="states-healthy: seconds on the healthy link (default 45; the issue's 10 min: 600)",
+    )  # fmt: skip
     parser.add_argument("--out", default=str(OUT / "network.json"))
     args = parser.parse_args()
     runs = args.runs or (QUICK_RUNS if args.quick else 5)
@@ -248,6 +252,8 @@ def main() -> int:
     started = time.monotonic()
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in chosen}
     options = ["--quick"] if args.quick else []
+    if args.healthy_seconds:
+        options += ["--healthy-seconds", str(args.healthy_seconds)]
     with LocalSfu() as sfu:
         runner = NetworkRunner(sfu, logDir)
         # Runs interleaved (1 of each scenario, then 2...): a busy spell of the shared
@@ -257,7 +263,8 @@ def main() -> int:
             for scenario in chosen:
                 result = runner.run(
                     "ours", scenario, [*options, "--seed", str(index + 1)],
-                    label=f"{scenario}-{index + 1}", timeout=240,
+                    label=f"{scenario}-{index + 1}",
+                    timeout=max(240, (args.healthy_seconds or 0) + 120),
                 )  # fmt: skip
                 results[scenario].append(result)
     text, rows = table(results)

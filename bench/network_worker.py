@@ -1,6 +1,7 @@
 """One network scenario (issues 14 and 15) in its own process; prints one ``RESULT {json}`` line.
 
     python bench/network_worker.py SCENARIO --url WS_URL_OF_A_ROOM [--seed N] [--quick]
+        [--healthy-seconds S]
 
 Our client only (``.venv``), against the local SFU, with the impairment relay
 (``mediasoup_client.netem.RelayProcess``, a process of its own) between the impaired peer and
@@ -284,6 +285,7 @@ class Run:
     url: str  # a room URL (its peerId is replaced per peer)
     seed: int
     quick: bool
+    healthySeconds: float | None = None  # states-healthy's length (issue 14 asks for 600)
     relay: RelayProcess = field(init=False)
     clients: list[RoomClient] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
@@ -811,7 +813,7 @@ async def sharedCap(run: Run) -> dict[str, Any]:
 async def statesHealthy(run: Run) -> dict[str, Any]:
     """(g) Connection states of audio-only, video-only and data-only send transports over a
     healthy link (through the relay, clean)."""
-    total = 15.0 if run.quick else 45.0
+    total = run.healthySeconds or (15.0 if run.quick else 45.0)
     changes: dict[str, list[tuple[float, str]]] = {}
 
     def record(name: str, client: RoomClient) -> None:
@@ -1052,7 +1054,7 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[dict[str, Any]]]] = {
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    run = Run(url=args.url, seed=args.seed, quick=args.quick)
+    run = Run(url=args.url, seed=args.seed, quick=args.quick, healthySeconds=args.healthy_seconds)
     started = time.monotonic()
     async with RelayProcess(seed=args.seed) as relay:
         run.relay = relay
@@ -1081,6 +1083,7 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/?roomId=R")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--healthy-seconds", type=float, default=None, help="states-healthy length")
     return parser.parse_args(argv)
 
 
