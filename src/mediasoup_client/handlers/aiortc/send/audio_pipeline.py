@@ -32,7 +32,7 @@ from .bitrate import ProducerDemand
 from .clock import MediaClock
 from .config import SendConfig
 from .encoders import OPUS_SAMPLE_RATE, EncodedAudio, OpusEncoder, OpusSettings
-from .pipeline import EncodeJob, SendActions, Stats
+from .pipeline import EncodeJob, RunState, SendActions, Stats
 from .rtp_stream import OutgoingRtp, RtpStream
 from .stats import outboundStats
 
@@ -94,10 +94,7 @@ class AudioPipeline:
         self._clock = MediaClock(OPUS_SAMPLE_RATE, strict=False)
         self._queue: deque[av.AudioFrame] = deque(maxlen=QUEUE_FRAMES)
         self._busy = False
-        self._started = False
-        self._paused = False
-        self._muted = False
-        self._has_track = True
+        self._run = RunState()
         self._gap = True  # the encoder must forget buffered input
         self._resync = True  # the next packet sent starts a new run of timestamps
         self._epoch = 0
@@ -110,19 +107,19 @@ class AudioPipeline:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._run.paused
 
     @property
     def sending(self) -> bool:
-        return self._started and not self._paused and self._has_track and self.encoding.active
+        return self._run.flowing and self.encoding.active
 
     # MediaPipeline.
 
     def start(self, now: float) -> None:
-        self._started = True
+        self._run.started = True
 
     def stop(self) -> None:
-        self._started = False
+        self._run.started = False
         self._discard()
 
     def setSource(self, source: object, now: float) -> None:
@@ -142,7 +139,7 @@ class AudioPipeline:
             if job is not None:
                 actions.jobs.append(job)
             return actions
-        if self._muted:
+        if self._run.muted:
             frame = silentLike(frame)
         if len(self._queue) == self._queue.maxlen:
             self.framesDropped += 1
@@ -176,17 +173,17 @@ class AudioPipeline:
         return actions
 
     def pause(self, now: float) -> None:
-        self._paused = True
+        self._run.paused = True
         self._discard()
 
     def resume(self, now: float) -> None:
-        self._paused = False
+        self._run.paused = False
 
     def mute(self, muted: bool, now: float) -> None:
-        self._muted = muted
+        self._run.muted = muted
 
     def replaceTrack(self, present: bool, now: float) -> None:
-        self._has_track = present
+        self._run.hasTrack = present
         self._discard()
 
     def setParameters(self, changes: list[dict[str, Any]], now: float) -> None:
@@ -242,7 +239,7 @@ class AudioPipeline:
         hub, current = self._hub, self._shared
         key = (
             OpusKey.of(self._source, self.settings)
-            if hub is not None and self._source is not None and not self._muted
+            if hub is not None and self._source is not None and not self._run.muted
             else None
         )
         if current is not None and current.key == key:

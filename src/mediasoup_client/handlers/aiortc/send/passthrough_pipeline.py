@@ -47,7 +47,7 @@ from .bitrate import (
 from .config import EncodingState, SendConfig
 from .encoders import OPUS_SAMPLE_RATE, VIDEO_CLOCK_RATE, EncodedFrame
 from .packetizers import createPacketizer
-from .pipeline import EncodeJob, SendActions, Stats
+from .pipeline import EncodeJob, RunState, SendActions, Stats
 from .rtp_stream import RtpStream
 from .stats import outboundStats
 
@@ -236,10 +236,7 @@ class PassthroughVideoPipeline:
         for layer, rendition in zip(self.layers, info.renditions, strict=False):
             layer.width, layer.height = rendition.width or 0, rendition.height or 0
         self._clock = SourceClock(VIDEO_CLOCK_RATE)
-        self._started = False
-        self._paused = False
-        self._muted = False
-        self._has_track = True
+        self._run = RunState()
         self.framesIgnored = 0  # not an EncodedPacket, or for a layer that does not exist
         self._bitrate_budget: int | None = None
         # Set by the transport's allocator: called when the renditions wanted change.
@@ -247,16 +244,16 @@ class PassthroughVideoPipeline:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._run.paused
 
     # MediaPipeline.
 
     def start(self, now: float) -> None:
-        self._started = True
+        self._run.started = True
         self._changed(now)
 
     def stop(self) -> None:
-        self._started = False
+        self._run.started = False
         for layer in self.layers:
             layer.sending = False
 
@@ -286,24 +283,24 @@ class PassthroughVideoPipeline:
         return SendActions()  # nothing is ever encoded here
 
     def pause(self, now: float) -> None:
-        self._paused = True
+        self._run.paused = True
         self._clock.discontinuity()
         self._changed(now)
 
     def resume(self, now: float) -> None:
-        self._paused = False
+        self._run.paused = False
         self._changed(now)
 
     def mute(self, muted: bool, now: float) -> None:
-        if muted == self._muted:
+        if muted == self._run.muted:
             return
-        self._muted = muted
+        self._run.muted = muted
         if muted:
             self._clock.discontinuity()
         self._changed(now)
 
     def replaceTrack(self, present: bool, now: float) -> None:
-        self._has_track = present
+        self._run.hasTrack = present
         self._clock.discontinuity()
         for layer in self.layers:
             layer.lastTimestamp = None
@@ -332,7 +329,7 @@ class PassthroughVideoPipeline:
         """Each wanted rendition at the rate it sends: it cannot be sent at less, so its
         minimum is its maximum (more, with a wait, to come back after a suspension)."""
         demand = ProducerDemand(key=self)
-        if not (self._started and not self._paused and not self._muted and self._has_track):
+        if not (self._run.flowing and not self._run.muted):
             return demand
         for layer in self.layers:
             if not layer.encoding.active:
@@ -420,10 +417,8 @@ class PassthroughVideoPipeline:
     def _refresh(self, now: float) -> None:
         for layer in self.layers:
             sending = (
-                self._started
-                and not self._paused
-                and not self._muted
-                and self._has_track
+                self._run.flowing
+                and not self._run.muted
                 and layer.encoding.active
                 and layer.suspendedAt is None
             )
@@ -449,10 +444,7 @@ class PassthroughAudioPipeline:
         self._next_timestamp: int | None = None  # where the counted samples say we are
         self._floor = 0  # the end of the last packet sent: never go below it
         self._last_source: float | None = None
-        self._started = False
-        self._paused = False
-        self._muted = False
-        self._has_track = True
+        self._run = RunState()
         self._talk_spurt = True
         self._rate = RateMeter()
         # Stats.
@@ -463,17 +455,17 @@ class PassthroughAudioPipeline:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._run.paused
 
     @property
     def sending(self) -> bool:
-        return self._started and not self._paused and self._has_track and self.encoding.active
+        return self._run.flowing and self.encoding.active
 
     def start(self, now: float) -> None:
-        self._started = True
+        self._run.started = True
 
     def stop(self) -> None:
-        self._started = False
+        self._run.started = False
 
     def onFrame(self, frame: Any, now: float) -> SendActions:
         actions = SendActions()
@@ -504,9 +496,9 @@ class PassthroughAudioPipeline:
             timestamp = expected
         self._talk_spurt = False
         self._next_timestamp = self._floor = timestamp + samples
-        payload = opusSilence(samples) if self._muted else frame.data
+        payload = opusSilence(samples) if self._run.muted else frame.data
         self._rate.add(now, len(payload))
-        if self._muted:
+        if self._run.muted:
             self.silencePacketsSent += 1
         else:
             self.packetsPassed += 1
@@ -517,7 +509,7 @@ class PassthroughAudioPipeline:
                 captureTime=now,
                 now=now,
                 talkSpurtStart=talk_spurt,
-                audioLevel=127 if self._muted and self.stream.writesAudioLevel else None,
+                audioLevel=127 if self._run.muted and self.stream.writesAudioLevel else None,
             )
         )
         return actions
@@ -528,17 +520,17 @@ class PassthroughAudioPipeline:
         return SendActions()
 
     def pause(self, now: float) -> None:
-        self._paused = True
+        self._run.paused = True
         self._gap()
 
     def resume(self, now: float) -> None:
-        self._paused = False
+        self._run.paused = False
 
     def mute(self, muted: bool, now: float) -> None:
-        self._muted = muted
+        self._run.muted = muted
 
     def replaceTrack(self, present: bool, now: float) -> None:
-        self._has_track = present
+        self._run.hasTrack = present
         self._gap()
 
     def setKeyFrameListener(self, info: EncodedStreamInfo) -> None:

@@ -35,6 +35,24 @@ class EncodeJob:
 
 
 @dataclass(slots=True)
+class RunState:
+    """What a pipeline's sending depends on besides bandwidth, kept the same way by all of
+    them: ``started`` (start .. stop), ``paused`` (pause .. resume), ``muted`` (a paused
+    producer's track replaced by black or silence, see ``PauseMode``) and ``hasTrack`` (False
+    after ``replaceTrack(None)``)."""
+
+    started: bool = False
+    paused: bool = False
+    muted: bool = False
+    hasTrack: bool = True
+
+    @property
+    def flowing(self) -> bool:
+        """The track's media is wanted: started, not paused, and there is a track."""
+        return self.started and not self.paused and self.hasTrack
+
+
+@dataclass(slots=True)
 class SendActions:
     packets: list[OutgoingRtp] = field(default_factory=list)
     jobs: list[EncodeJob] = field(default_factory=list)

@@ -33,7 +33,7 @@ from .clock import MediaClock
 from .config import SendConfig
 from .encoders import VIDEO_CLOCK_RATE
 from .layer_encoder import EncoderHub, LayerEncoder
-from .pipeline import EncodeJob, SendActions, Stats
+from .pipeline import EncodeJob, RunState, SendActions, Stats
 from .rtp_stream import OutgoingRtp, RtpStream
 from .stats import outboundStats
 from .video_layer import EncodeResult, VideoLayer
@@ -70,10 +70,7 @@ class VideoPipeline:
         for layer in self.layers:
             layer.output = self._output
         self._clock = MediaClock(VIDEO_CLOCK_RATE)
-        self._started = False
-        self._paused = False
-        self._muted = False
-        self._has_track = True
+        self._run = RunState()
         self._bitrate_budget: int | None = None  # the transport's share for us (None: no limit)
         self._resume_budget: int | None = None  # the share the link has shown it carries
         self._congested = False
@@ -89,7 +86,7 @@ class VideoPipeline:
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._run.paused
 
     @property
     def budget(self) -> int | None:
@@ -98,19 +95,19 @@ class VideoPipeline:
     # MediaPipeline.
 
     def start(self, now: float) -> None:
-        self._started = True
+        self._run.started = True
         self._refresh(now)
         self._demandChanged(now)
 
     def stop(self) -> None:
-        self._started = False
+        self._run.started = False
         for layer in self.layers:
             layer.setSending(False)
             layer.close()
 
     def onFrame(self, frame: Any, now: float) -> SendActions:
         actions = SendActions()
-        if not isinstance(frame, av.VideoFrame) or not self._started or self._paused:
+        if not isinstance(frame, av.VideoFrame) or not self._run.started or self._run.paused:
             return actions
         source_time = (
             float(frame.pts * frame.time_base)
@@ -125,14 +122,14 @@ class VideoPipeline:
             for layer in self.layers:
                 layer.resize(*size)
             self._demandChanged(now, force=True)
-        if self._muted:
+        if self._run.muted:
             if self._black is None:
                 self._black = blackFrame(*size)
             frame = self._black
         for layer in self.layers:
             if layer.sending:
                 # Muted: our own black frames, nobody else's to share.
-                layer.regroup(self._hub, None if self._muted else self._source, now)
+                layer.regroup(self._hub, None if self._run.muted else self._source, now)
                 job, packets = layer.offer(frame, timestamp, now, now)
                 if job is not None:
                     actions.jobs.append(job)
@@ -161,26 +158,26 @@ class VideoPipeline:
         self._source = source
 
     def pause(self, now: float) -> None:
-        self._paused = True
+        self._run.paused = True
         self._clock.discontinuity()
         self._refresh(now)
         self._demandChanged(now)
 
     def resume(self, now: float) -> None:
-        self._paused = False
+        self._run.paused = False
         self._demandChanged(now, forceResuming=True)
 
     def mute(self, muted: bool, now: float) -> None:
-        if muted == self._muted:
+        if muted == self._run.muted:
             return
-        self._muted = muted
+        self._run.muted = muted
         for layer in self.layers:
             # Whatever was waiting belongs to the other side of the switch.
             layer.discard()
             layer.requestKeyFrame()
 
     def replaceTrack(self, present: bool, now: float) -> None:
-        self._has_track = present
+        self._run.hasTrack = present
         self._clock.discontinuity()
         self._refresh(now)
         self._demandChanged(now, forceResuming=True)
@@ -211,7 +208,7 @@ class VideoPipeline:
         be sent (a layer suspended for bandwidth needs more to come back, and not at once)."""
         demand = ProducerDemand(key=self, options=self._budget)
         self._updateCeilings()
-        if not (self._started and not self._paused and self._has_track):
+        if not self._run.flowing:
             return demand
         for layer in self.layers:
             if not layer.encoding.active or layer.width == 0:
@@ -285,7 +282,7 @@ class VideoPipeline:
         """Split the budget again. ``force``: every layer takes its new target now (explicit
         parameter change, new resolution); ``forceResuming``: only layers coming back do."""
         self._updateCeilings()
-        demands = self.demand(now).layers if self._started else [
+        demands = self.demand(now).layers if self._run.started else [
             LayerDemand(layer.index, layer.maxBitrate)
             for layer in self.layers
             if layer.encoding.active and layer.width
@@ -338,14 +335,12 @@ class VideoPipeline:
     def _refresh(self, now: float) -> None:
         for layer in self.layers:
             layer.setSending(
-                self._started
-                and not self._paused
-                and self._has_track
+                self._run.flowing
                 and layer.encoding.active
                 and layer.width > 0
                 and layer.gate.current > 0
             )
-            layer.regroup(self._hub, None if self._muted else self._source, now)
+            layer.regroup(self._hub, None if self._run.muted else self._source, now)
 
     def _output(self, packets: list[OutgoingRtp]) -> None:
         if self.onPackets is not None:
