@@ -9,6 +9,11 @@ const monitors = new Map(); // consumer or producer id -> {timer, samples}
 const frameTimes = new Map(); // consumer id -> presentation times (ms) of rendered frames
 const dataReceived = new Map(); // data consumer id -> {received, mismatch, lastAt}
 const log = [];
+// The room's notifications as they came ({at: page ms, method, data}), newest 5000.
+const notifications = [];
+// createWebRtcTransport answers held for the test to rewrite (join's holdTransportInfo):
+// direction -> {info, provide}.
+const heldTransportInfo = new Map();
 
 function note(text) {
 	log.push(`${new Date().toISOString()} ${text}`);
@@ -142,13 +147,26 @@ function requireRoom() {
 }
 
 window.peerApi = {
-	async join({ url, produce = true, consume = true, displayName = 'chromium' }) {
+	// holdTransportInfo: directions ('send', 'recv') whose createWebRtcTransport answer waits,
+	// in pendingTransportInfo(), until the test gives it back (rewritten) with
+	// provideTransportInfo(): how a test puts a relay's candidates in, as our client's
+	// RoomClient.join(transportInfoHook=...) does.
+	async join({ url, produce = true, consume = true, displayName = 'chromium', holdTransportInfo = [] }) {
 		if (room && !room.closed) throw new Error('already joined');
+		const hold = new Set(holdTransportInfo);
 		room = new Room(url, {
 			produce,
 			consume,
 			displayName,
+			transportInfoHook: (direction, info) => {
+				if (!hold.has(direction)) return info;
+				return new Promise((resolve) => heldTransportInfo.set(direction, { info, provide: resolve }));
+			},
 			handlers: {
+				onNotification: (method, data) => {
+					notifications.push({ at: performance.now(), method, data });
+					if (notifications.length > 5000) notifications.shift();
+				},
 				onConsumer: (consumer) => {
 					consumer.appData.createdAt = performance.now();
 					attachMedia(consumer);
@@ -245,6 +263,30 @@ window.peerApi = {
 			}
 		}
 		return { sent: count, bufferedAmount: dataProducer.bufferedAmount };
+	},
+
+	pendingTransportInfo() {
+		return [...heldTransportInfo.entries()].map(([direction, { info }]) => ({ direction, info }));
+	},
+
+	provideTransportInfo({ direction, info }) {
+		const held = heldTransportInfo.get(direction);
+		if (!held) throw new Error(`no ${direction} transport info is held`);
+		heldTransportInfo.delete(direction);
+		held.provide(info);
+		return {};
+	},
+
+	notifications({ since = 0 } = {}) {
+		return notifications.filter((n) => n.at >= since);
+	},
+
+	transports() {
+		const current = requireRoom();
+		return {
+			send: current.sendTransport ? current.sendTransport.id : null,
+			recv: current.recvTransport ? current.recvTransport.id : null,
+		};
 	},
 
 	dataConsumers() {

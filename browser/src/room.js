@@ -32,8 +32,11 @@ export function roomUrlFromPage(roomId, peerId) {
 }
 
 export class Room {
-	constructor(url, { produce = true, consume = true, displayName = 'chromium', handlers = {} } = {}) {
+	// transportInfoHook(direction, info) -> info: may rewrite the server's createWebRtcTransport
+	// answer before the transport is made (the tests put an impairment relay's candidates in).
+	constructor(url, { produce = true, consume = true, displayName = 'chromium', handlers = {}, transportInfoHook = null } = {}) {
 		this.url = url;
+		this.transportInfoHook = transportInfoHook;
 		this.produce = produce;
 		this.consume = consume;
 		this.displayName = displayName;
@@ -91,11 +94,12 @@ export class Room {
 	}
 
 	async _createTransport(direction) {
-		const info = await this.request('createWebRtcTransport', {
+		let info = await this.request('createWebRtcTransport', {
 			forceTcp: false,
 			producing: direction === 'send',
 			consuming: direction === 'recv',
 		});
+		if (this.transportInfoHook) info = await this.transportInfoHook(direction, info);
 		const options = {
 			id: info.id,
 			iceParameters: info.iceParameters,

@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -41,6 +41,9 @@ from mediasoup_client.signaling.local_sfu import repoRoot
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+# (direction "send"/"recv", createWebRtcTransport answer) -> the answer the page should use.
+TransportInfoHook = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class BrowserError(RuntimeError):
@@ -320,25 +323,52 @@ class BrowserPeer:
         produce: bool = True,
         consume: bool = True,
         displayName: str = "chromium",
+        transportInfoHook: TransportInfoHook | None = None,
     ) -> BrowserPeer:
+        """``transportInfoHook(direction, info) -> info`` rewrites the server's
+        createWebRtcTransport answers before the page makes its transports, as
+        ``RoomClient.join(transportInfoHook=...)`` does for ours (e.g.
+        ``mediasoup_client.netem.transportInfoHook(recv=relay)``: the browser's receive
+        transport through an impairment relay)."""
         query = {"roomId": roomId, "peerId": peerId or f"chromium-{uuid.uuid4().hex[:6]}"}
         roomUrl = f"ws://127.0.0.1:{sfuPort}/?{urlencode(query)}"
         page = await browser.open(pageUrl(sfuPort), api="peerApi")
         peer = cls(browser, page, roomId, roomUrl)
+        held = [
+            d for d in ("send", "recv") if (d == "send" and produce) or (d == "recv" and consume)
+        ]
         try:
-            await peer.call(
-                "join",
-                {
-                    "url": roomUrl,
-                    "produce": produce,
-                    "consume": consume,
-                    "displayName": displayName,
-                },
+            joining = asyncio.ensure_future(
+                peer.call(
+                    "join",
+                    {
+                        "url": roomUrl,
+                        "produce": produce,
+                        "consume": consume,
+                        "displayName": displayName,
+                        "holdTransportInfo": held if transportInfoHook is not None else [],
+                    },
+                )
             )
+            if transportInfoHook is not None:
+                await peer._rewriteTransportInfo(joining, transportInfoHook)
+            await joining
         except BaseException:
             await peer.close()
             raise
         return peer
+
+    async def _rewriteTransportInfo(
+        self, joining: asyncio.Future[Any], hook: TransportInfoHook
+    ) -> None:
+        """While the page joins: hand every transport answer it holds to ``hook`` and back."""
+        while not joining.done():
+            for held in await self.call("pendingTransportInfo"):
+                info = await hook(held["direction"], held["info"])
+                await self.call(
+                    "provideTransportInfo", {"direction": held["direction"], "info": info}
+                )
+            await asyncio.wait({joining}, timeout=0.05)
 
     async def call(self, fn: str, arg: dict[str, Any] | None = None, timeout: float = 30) -> Any:
         if self.closed:
@@ -473,6 +503,17 @@ class BrowserPeer:
         result: list[float] = await self.call(
             "frameTimes", {"consumerId": consumerId, "since": since}
         )
+        return result
+
+    async def notifications(self, since: float = 0) -> list[dict[str, Any]]:
+        """The room's notifications to this peer ``{"at": page ms, "method", "data"}``
+        (consumerLayersChanged, consumerScore, ...), from ``since`` on."""
+        result: list[dict[str, Any]] = await self.call("notifications", {"since": since})
+        return result
+
+    async def transportIds(self) -> dict[str, str | None]:
+        """The ids of the page's send and receive transports (None: not made)."""
+        result: dict[str, str | None] = await self.call("transports")
         return result
 
     async def now(self) -> float:

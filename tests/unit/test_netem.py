@@ -17,7 +17,7 @@ from mediasoup_client.netem import (
     parseImpairment,
     parsePlan,
 )
-from mediasoup_client.netem.packets import DTLS, RTCP, STUN, classify
+from mediasoup_client.netem.packets import DTLS, RTCP, STUN, classify, rtcpKind
 from mediasoup_client.netem.process import _planFromJson, _specToJson
 from mediasoup_client.netem.spec import describePlan
 
@@ -164,6 +164,18 @@ def test_classify() -> None:
     assert classify(bytes([0x81, 200, 0, 6]) + b"\0" * 24) == (RTCP, False)
     assert classify(b"\x00\x01" + b"\0" * 18) == (STUN, False)
     assert classify(b"\x17\xfe\xfd" + b"\0" * 10) == (DTLS, False)
+
+
+def test_rtcp_kind_reads_the_first_packet_of_srtcp() -> None:
+    tag = b"\x80\0\0\x01" + b"\0" * 10  # SRTCP index, 80-bit auth tag
+    rr = bytes([0x81, 201, 0, 7]) + b"\0" * 28  # one report block
+    assert rtcpKind(rr + tag) == "201/1"
+    feedback = bytes([0x8F, 205, 0, 4]) + b"\0" * 16
+    assert rtcpKind(feedback + b"\0" * 20) == "205/15"  # an AEAD trailer
+    assert rtcpKind(rr + b"\0" * 8 + tag) == "201/1+"  # more than a trailer follows
+    assert rtcpKind(bytes([0x8F, 206, 0, 4]) + b"\0" * 30) == "206/15"
+    assert rtcpKind(bytes([0x80, 96]) + b"\0" * 20) is None  # RTP
+    assert rtcpKind(b"\x00\x01" + b"\0" * 18) is None
 
 
 # ---------------------------------------------------------------- the link, on a fake clock

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..types import IceCandidate
 from .link import Link
-from .packets import classify
+from .packets import RTCP, classify, rtcpKind
 from .spec import ImpairmentSpec, LinkConfig, Plan, parseImpairment, requestedSpec
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,16 @@ class _Side:
     kernelDropped: int = 0  # datagrams the kernel dropped: the relay read too slowly
     sendErrors: int = 0
     unreachable: int = 0  # ICMP port unreachable from the other end
+    # RTCP datagrams that arrived, by the type of their first packet (packets.rtcpKind):
+    # kind -> [datagrams, bytes].
+    rtcpTypes: dict[str, list[int]] = field(default_factory=dict)
+
+    def countRtcp(self, data: bytes) -> None:
+        kind = rtcpKind(data)
+        if kind is not None:
+            counts = self.rtcpTypes.setdefault(kind, [0, 0])
+            counts[0] += 1
+            counts[1] += len(data)
 
 
 class _Target:
@@ -260,6 +270,10 @@ class ImpairmentRelay:
                 "kernelDropped": side.kernelDropped,
                 "sendErrors": side.sendErrors,
                 "unreachable": side.unreachable,
+                "rtcpTypes": {
+                    kind: {"packets": n, "bytes": size}
+                    for kind, (n, size) in side.rtcpTypes.items()
+                },
             }
         for target in self._targets.values():
             result["targets"].append(
@@ -301,6 +315,8 @@ class ImpairmentRelay:
                 if flow is None:
                     continue
             tag, marker = classify(data)
+            if tag == RTCP:
+                side.countRtcp(data)
             side.link.offer(arrival, (data, flow), len(data), tag, marker)
         self._release(time.monotonic())
         self._busy += time.perf_counter() - started
@@ -310,6 +326,8 @@ class ImpairmentRelay:
         side = self._sides["down"]
         for data, _, arrival in self._datagrams(flow.upstream, side, flow):
             tag, marker = classify(data)
+            if tag == RTCP:
+                side.countRtcp(data)
             side.link.offer(arrival, (data, flow), len(data), tag, marker)
         self._release(time.monotonic())
         self._busy += time.perf_counter() - started
