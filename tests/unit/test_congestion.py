@@ -382,26 +382,6 @@ def test_limited_probes_only_when_healthy_and_quiet():
     assert controller.process(9.1 + MAX_LIMITED_PROBE_INTERVAL + 0.1, healthy=True)
 
 
-def test_a_proof_probe_when_the_estimate_covers_the_demand_but_the_link_proved_too_little():
-    controller = ProbeController(4_000_000)
-    assert controller.onDemand(2_000_000, 0.0) == []  # covered from the start
-    # What the link has shown (a resumed layer at its start rate) is close enough: nothing.
-    assert controller.process(5.0, healthy=True, proven=1_700_000) == []
-    assert controller.process(5.0, healthy=True, proven=None) == []
-    # Too little proven (a back-off voided the last probe's result): probe at the demand,
-    # which the estimate already allows.
-    controller.onBackoff(5.0)
-    assert controller.process(6.5, healthy=True, proven=1_200_000) == []  # not quiet yet
-    assert controller.process(7.5, healthy=False, proven=1_200_000) == []
-    (cluster,) = controller.process(7.5, healthy=True, proven=1_200_000)
-    assert cluster.bitrate == 2_000_000
-    assert controller.process(8.0, healthy=True, proven=1_200_000) == []  # just probed
-    # With the estimate below the demand it is a limited probe instead.
-    controller.onEstimate(1_000_000, 11.0)
-    (limited,) = controller.process(11.0, healthy=True, proven=500_000)
-    assert limited.bitrate == 2_000_000  # twice the estimate, capped at twice the demand
-
-
 def _cluster(estimator: ProbeEstimator, sendRate: float, receiveRate: float,
              packets: int = 10, burst: int = 0) -> float | None:  # fmt: skip
     """A cluster of ``packets`` of 1000 bytes; the first ``burst`` arrive at once (a shaper's

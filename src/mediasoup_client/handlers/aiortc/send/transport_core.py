@@ -200,8 +200,7 @@ class TransportSendCore:
     def process(self, now: float) -> bool:
         """Periodic work (every RTCP tick): probing and a fresh allocation. True when the
         pacer has new work."""
-        proven = self.congestion.provenBitrate(now, PROVEN_HEADROOM, PROBE_PROOF_AGE)
-        probes = self.congestion.process(now, proven)
+        probes = self.congestion.process(now)
         self._startProbes(probes)
         self.reallocate(now)
         return bool(probes)

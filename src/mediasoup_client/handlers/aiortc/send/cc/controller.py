@@ -163,10 +163,6 @@ class CongestionController:
             probe = None  # overuse now: the probe's result does not count
         if measured is not None:
             self.probeController.onProbeResult(probe, now)
-            if result is None or not result.backedOff:
-                # What the link carried, whether or not it is more than the estimate: proof
-                # for the allocation (a proof probe's is at most the estimate).
-                self._last_probe_result = (now, measured)
         if result is not None:
             if result.probe:
                 self.probeResults += 1
@@ -227,9 +223,8 @@ class CongestionController:
     def setDemand(self, demand: int, now: float) -> list[ProbeCluster]:
         return self.probeController.onDemand(demand, now)
 
-    def process(self, now: float, proven: float | None = None) -> list[ProbeCluster]:
-        """Probes due now; ``proven``: what the link has shown it carries (``provenBitrate``)."""
-        return self.probeController.process(now, healthy=self.healthy, proven=proven)
+    def process(self, now: float) -> list[ProbeCluster]:
+        return self.probeController.process(now, healthy=self.healthy)
 
     def onProbeCreated(self, cluster: ProbeCluster) -> None:
         self.probeEstimator.register(cluster)

@@ -23,13 +23,7 @@ slower than it was sent the link is saturated and the arrival rate (x 0.95) is t
   find nothing new, ever less often (x1.5 each time, up to ``MAX_LIMITED_PROBE_INTERVAL``: a
   probe fills a saturated link's queue for a moment, and a link that got faster must still
   be found within seconds). This is how a link that got faster is found
-  within seconds rather than by 8 %/s growth;
-- while the estimate covers the demand but what the link has shown it carries (the proof the
-  allocation resumes and raises layers within) is below ``PROOF_PROBE_SHARE`` of it, on the
-  same conditions: at the demand (or the estimate, if lower). A layer resumed low can only
-  rise within proof, its own traffic proves at most a little more than it sends, and a
-  back-off voids the last probe's result: without this it stayed at its resume rate for good
-  (measured on a 3 Mbit/s link: a 720p top layer at 750 kbps and 6-11 fps in 3 of 10 runs).
+  within seconds rather than by 8 %/s growth.
 Probes never go above twice the demand: bandwidth nobody would use is not worth finding.
 """
 
@@ -53,7 +47,6 @@ LIMITED_PROBE_INTERVAL = 3.0
 MAX_LIMITED_PROBE_INTERVAL = 5.0
 LIMITED_PROBE_SCALE = 2.0
 QUIET_AFTER_BACKOFF = 2.0
-PROOF_PROBE_SHARE = 0.8
 CLUSTER_HISTORY = 1.0
 
 
@@ -128,11 +121,7 @@ class ProbeController:
             return self._probe(now, [2 * probeResult], further=True)
         return []
 
-    def process(
-        self, now: float, *, healthy: bool, proven: float | None = None
-    ) -> list[ProbeCluster]:
-        """Periodic: probes due now. ``proven``: what the link has shown it carries (None:
-        nothing to go by)."""
+    def process(self, now: float, *, healthy: bool) -> list[ProbeCluster]:
         timed_out = self._last_probe is not None and now - self._last_probe > PROBE_RESULT_TIMEOUT
         if timed_out and self._state is _State.WAITING:
             self._state = _State.DONE
@@ -142,16 +131,10 @@ class ProbeController:
         if self._state is _State.INIT:
             return self._initial(now)
         limited = self._estimate < 0.95 * self._demand
-        covered = min(self._estimate, float(self._demand))
-        unproven = not limited and proven is not None and proven < PROOF_PROBE_SHARE * covered
         quiet = self._last_backoff is None or now - self._last_backoff >= QUIET_AFTER_BACKOFF
         due = self._last_probe is None or now - self._last_probe >= self._limited_interval
-        if self._state is not _State.DONE or not (healthy and quiet and due):
-            return []
-        if limited:
+        if self._state is _State.DONE and limited and healthy and quiet and due:
             return self._probe(now, [LIMITED_PROBE_SCALE * self._estimate], further=True)
-        if unproven:
-            return self._probe(now, [covered], further=False, proof=True)
         return []
 
     def _initial(self, now: float) -> list[ProbeCluster]:
@@ -160,18 +143,14 @@ class ProbeController:
             return []
         return self._probe(now, [3 * self._start], further=True)
 
-    def _probe(
-        self, now: float, rates: list[float], *, further: bool, proof: bool = False
-    ) -> list[ProbeCluster]:
-        """Clusters at ``rates``; ``proof``: to show the link carries a rate the estimate
-        already allows (not to find more)."""
+    def _probe(self, now: float, rates: list[float], *, further: bool) -> list[ProbeCluster]:
         ceiling = min(self._max, 2 * self._demand)
         clusters: list[ProbeCluster] = []
         for rate in rates:
             if rate >= ceiling:
                 rate = ceiling
                 further = False
-            if rate <= self._estimate and not proof:
+            if rate <= self._estimate:
                 continue
             clusters.append(
                 ProbeCluster(
