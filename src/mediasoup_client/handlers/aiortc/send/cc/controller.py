@@ -64,7 +64,6 @@ class CongestionController:
         self._arrived_bytes = 0
         self._probe_bytes: dict[int, int] = {}
         self._last_probe_result: tuple[float, float] | None = None
-        self._last_backoff: float | None = None
         self._shadow_until = 0.0
         self.probeResults = 0
         self.backoffs = 0
@@ -194,16 +193,12 @@ class CongestionController:
             return None
         proven = headroom * acked
         probe = self._last_probe_result
-        if (
-            probe is not None
-            and now - probe[0] <= probeAge
-            and (self._last_backoff is None or self._last_backoff < probe[0])
-        ):
+        if probe is not None and now - probe[0] <= probeAge:
             proven = max(proven, probe[1])
         return proven
 
     def _onBackoff(self, now: float) -> None:
-        self._last_backoff = now
+        self._last_probe_result = None  # the link no longer carries what the probe found
         self.probeController.onBackoff(now)
 
     def onRemb(self, bitrate: int, now: float) -> None:
