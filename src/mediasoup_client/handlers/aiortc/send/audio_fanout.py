@@ -48,7 +48,9 @@ class OpusKey:
 @dataclass(slots=True)
 class _Frame:
     frame: av.AudioFrame
-    members: list[AudioPipeline] = field(default_factory=list)
+    # Who saw this frame, in order (a dict: membership is checked once per member and frame,
+    # and a list made that quadratic in the members: 500 producers of one track).
+    members: dict[AudioPipeline, None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -83,8 +85,7 @@ class SharedOpusEncoder:
         if member in self.members:
             self.members.remove(member)
         for waiting in (*self._queue, *(self._inflight or ())):
-            if member in waiting.members:
-                waiting.members.remove(member)
+            waiting.members.pop(member, None)
         if not self.members:
             self._epoch += 1
             self._queue.clear()
@@ -98,17 +99,17 @@ class SharedOpusEncoder:
         # (The same member offering the same object again: a new frame that reuses it.)
         for done, packets in reversed(self._recent):
             if done.frame is frame and member not in done.members:
-                done.members.append(member)
+                done.members[member] = None
                 return None, packets
         for waiting in (*self._queue, *(self._inflight or ())):
             if waiting.frame is frame and member not in waiting.members:
-                waiting.members.append(member)
+                waiting.members[member] = None
                 return None, None
         if len(self._queue) >= QUEUE_FRAMES:
             dropped = self._queue.popleft()
             for waiting_member in dropped.members:
                 waiting_member.framesDropped += 1
-        self._queue.append(_Frame(frame, [member]))
+        self._queue.append(_Frame(frame, {member: None}))
         return self._nextJob(), None
 
     def onEncoded(

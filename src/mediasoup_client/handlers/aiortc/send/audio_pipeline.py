@@ -89,6 +89,8 @@ class AudioPipeline:
         self._hub = hub
         self._source: object = None
         self._shared: SharedOpusEncoder | None = None
+        self._shared_for: tuple[object, bool] | None = None  # (source, muted) it was placed for
+        self._demand: tuple[bool, ProducerDemand] | None = None  # (sending, what it was then)
         # Packets of our stream that another producer's encode job brought (set by the driver).
         self.onPackets: Callable[[SendActions], None] | None = None
         self._clock = MediaClock(OPUS_SAMPLE_RATE, strict=False)
@@ -203,11 +205,18 @@ class AudioPipeline:
     def demand(self, now: float) -> ProducerDemand:
         """Audio is served first and in full: its codec bitrate plus what each packet costs
         on the wire (RTP header, extensions, IP, UDP, SRTP)."""
-        if not self.sending:
-            return ProducerDemand(key=self)
-        packets_per_second = 1000 / self.settings.frameDuration
-        overhead = int(packets_per_second * AUDIO_PACKET_OVERHEAD * 8)
-        return ProducerDemand(key=self, reserved=self.settings.bitrate + overhead)
+        sending = self.sending
+        cached = self._demand
+        if cached is not None and cached[0] == sending:
+            return cached[1]  # (asked on every transport feedback, for every producer)
+        if not sending:
+            demand = ProducerDemand(key=self)
+        else:
+            packets_per_second = 1000 / self.settings.frameDuration
+            overhead = int(packets_per_second * AUDIO_PACKET_OVERHEAD * 8)
+            demand = ProducerDemand(key=self, reserved=self.settings.bitrate + overhead)
+        self._demand = (sending, demand)
+        return demand
 
     def setBitrateBudget(
         self, budget: int | None, now: float, *, congested: bool = False,
@@ -237,18 +246,23 @@ class AudioPipeline:
     def _regroup(self) -> SharedOpusEncoder | None:
         """The shared encoder to use now (None: the private one): shared unless muted."""
         hub, current = self._hub, self._shared
+        muted = self._run.muted
+        if current is not None and self._shared_for == (self._source, muted):
+            return current  # (every frame: the key is made only when its inputs change)
         key = (
             OpusKey.of(self._source, self.settings)
-            if hub is not None and self._source is not None and not self._run.muted
+            if hub is not None and self._source is not None and not muted
             else None
         )
         if current is not None and current.key == key:
+            self._shared_for = (self._source, muted)
             return current
         self._leaveShared()
         if key is None or hub is None:
             return None
         self._shared = hub.opus.place(key, self.settings)
         self._shared.join(self)
+        self._shared_for = (self._source, muted)
         self._resync = True  # another encoder's packets: a new run of timestamps
         self._gap = True
         return self._shared

@@ -222,6 +222,8 @@ class TransportSendCore:
         if total != self.demand:
             self.demand = total
             self._startProbes(self.congestion.setDemand(total, now))
+        if not any(sender.kind == "video" for sender in self._senders):
+            return  # budgets are for video; audio's bitrate is its codec options'
         target = self.congestion.targetBitrate
         reserve = min(RTX_RESERVE_SHARE * target, self.retransmissions.rate(now))
         budgets = allocateTransport(int(target - reserve), demands)
