@@ -77,6 +77,15 @@ def test_audio_first_then_retransmissions_then_video():
     assert order == ["r1", "v2"]
 
 
+def test_audio_leaves_at_once_in_arrival_order_whatever_the_budget():
+    p = streamPacer(8_000)  # a budget audio alone exceeds 40-fold
+    names = [f"{stream}{n}" for n in range(3) for stream in "cab"]
+    for name in names:
+        p.enqueue(Packet(name, 100), Priority.AUDIO, 0.0)
+    assert [s.packet.name for s in p.process(0.0, None)] == names
+    assert p.queuedPackets == 0 and p.nextSendTime(0.0) is None
+
+
 def test_queue_limit_drains_faster_than_the_pacing_rate_but_not_while_congested():
     p = pacer(80_000)
     for index in range(40):  # 40 kB at 10 kB/s is 4 s: over the 1 s limit

@@ -458,3 +458,25 @@ async def test_dtx_stays_per_producer_on_a_shared_opus_encoder(
     assert len(opusOpened) == 1
     assert len(audio.packets(0)) == 50
     assert len(audio.packets(1)) <= 4  # one, then a comfort packet every 400 ms
+
+
+def test_a_batch_runs_the_pacers_every_few_producers_not_once_for_all() -> None:
+    # Hundreds of producers of one frame: their packets must not leave in one burst (the
+    # router's socket overflowed), nor the pacer run once per producer (the cost).
+    from mediasoup_client.handlers.aiortc.send.send_batch import (
+        FLUSH_EVERY,
+        batchedSends,
+        deferred,
+    )
+
+    runs: list[tuple[str, int]] = []
+    made = [0]
+    assert not deferred(1, lambda: None)  # outside a batch: the caller runs its pacer itself
+    with batchedSends():
+        for index in range(100):
+            made[0] += 1
+            key = index % 2
+            assert deferred(key, lambda key=key: runs.append(("ab"[key], made[0])))
+    flushes = sorted({when for _name, when in runs})
+    assert flushes == [FLUSH_EVERY, 2 * FLUSH_EVERY, 3 * FLUSH_EVERY, 100]
+    assert sorted(runs) == sorted((name, when) for when in flushes for name in "ab")

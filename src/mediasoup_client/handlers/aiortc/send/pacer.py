@@ -4,13 +4,14 @@ rate instead of in the bursts the encoders make (a key frame is tens of packets 
 Pure: packets and the time go in (``enqueue``), the packets to send now come out
 (``process``), and ``nextSendTime`` says when to call again; the scheduler owns the timer.
 
-- Order: audio first (it is never held: it is sent at once and only counts against the
-  budget), then retransmissions, then new video; padding only to fill a probe. Within a
-  priority, streams (``streamOf``: an SSRC) take turns, the one that has sent the fewest bytes
-  first, oldest first within a stream (libwebrtc's round-robin queue): a new producer's first
-  packets, or a low simulcast layer's key frame, do not wait behind a big key frame of
-  another stream. A stream that comes back after a pause may lead the others by at most
-  ``MAX_LEADING_BYTES``, so its silence earns it no burst.
+- Order: audio first (it is never held: it is sent at once, in arrival order, and only
+  counts against the budget), then retransmissions, then new video; padding only to fill a
+  probe. Within a priority other than audio, streams (``streamOf``: an SSRC) take turns, the
+  one that has sent the fewest bytes first, oldest first within a stream (libwebrtc's
+  round-robin queue): a new producer's first packets, or a low simulcast layer's key frame,
+  do not wait behind a big key frame of another stream. A stream that comes back after a
+  pause may lead the others by at most ``MAX_LEADING_BYTES``, so its silence earns it no
+  burst.
 - Budget: a "media debt" that sending adds to and time pays back at the pacing rate; packets
   leave while the debt is under ``BURST`` worth of the rate (so a short burst passes at once
   and a long one is spread). The debt never exceeds ``MAX_DEBT`` worth.
@@ -162,6 +163,45 @@ class _FairQueue(Generic[P]):
         return self.removeIf(lambda packet: True)
 
 
+class _FifoQueue(Generic[P]):
+    """Audio's packets: one queue in arrival order (they leave together, so taking turns
+    between streams would only cost time); the same interface as ``_FairQueue``."""
+
+    def __init__(self) -> None:
+        self._items: deque[Queued[P]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def append(self, item: Queued[P], key: Hashable) -> None:
+        self._items.append(item)
+
+    def popleft(self) -> Queued[P]:
+        return self._items.popleft()
+
+    def oldest(self) -> float | None:
+        return self._items[0].enqueuedAt if self._items else None
+
+    def removeOlderThan(self, cutoff: float) -> list[Queued[P]]:
+        removed: list[Queued[P]] = []
+        while self._items and self._items[0].enqueuedAt < cutoff:
+            removed.append(self._items.popleft())
+        return removed
+
+    def removeIf(self, reject: Callable[[P], bool]) -> list[Queued[P]]:
+        removed = [item for item in self._items if reject(item.packet)]
+        if removed:
+            self._items = deque(item for item in self._items if not reject(item.packet))
+        return removed
+
+    def clear(self) -> list[Queued[P]]:
+        return self.removeIf(lambda packet: True)
+
+
+PacketQueue = _FairQueue[P] | _FifoQueue[P]
 PaddingSource = Callable[[int], list[P]]
 
 
@@ -177,7 +217,11 @@ class Pacer(Generic[P]):
         self._stream_of = streamOf
         self.pacingRate = pacingRate
         self.drainFaster = True
-        self._queues: dict[Priority, _FairQueue[P]] = {p: _FairQueue() for p in Priority}
+        self._audio: _FifoQueue[P] = _FifoQueue()
+        self._queues: dict[Priority, PacketQueue[P]] = {
+            p: self._audio if p is Priority.AUDIO else _FairQueue() for p in Priority
+        }
+        self._queued = 0  # packets in all queues
         self._debt = 0.0  # bytes
         self._last: float | None = None
         self._probes: deque[_ActiveProbe] = deque()
@@ -201,6 +245,7 @@ class Pacer(Generic[P]):
     def enqueue(self, packet: P, priority: Priority, now: float) -> None:
         size = self._size_of(packet) + PACKET_OVERHEAD
         self._queues[priority].append(Queued(packet, priority, size, now), self._stream_of(packet))
+        self._queued += 1
         self.queuedBytes += size
         self._enqueued_sum += now
 
@@ -211,10 +256,11 @@ class Pacer(Generic[P]):
         """Forget new video that waited longer than ``maxWait``; what was dropped."""
         dropped: list[P] = []
         for item in self._queues[Priority.VIDEO].removeOlderThan(now - maxWait):
+            self._queued -= 1
             self.queuedBytes -= item.size
             self._enqueued_sum -= item.enqueuedAt
             dropped.append(item.packet)
-        if dropped and not self._hasAny():
+        if dropped and not self._queued:
             self._enqueued_sum = 0.0
             self.queuedBytes = 0
         self.packetsDropped += len(dropped)
@@ -226,6 +272,7 @@ class Pacer(Generic[P]):
         for queue in self._queues.values():
             for item in queue.removeIf(lambda packet: not keep(packet)):
                 dropped += 1
+                self._queued -= 1
                 self.queuedBytes -= item.size
                 self._enqueued_sum -= item.enqueuedAt
         return dropped
@@ -237,7 +284,7 @@ class Pacer(Generic[P]):
 
     @property
     def queuedPackets(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return self._queued
 
     def oldestEnqueueTime(self) -> float | None:
         times = [t for q in self._queues.values() if (t := q.oldest()) is not None]
@@ -260,7 +307,7 @@ class Pacer(Generic[P]):
         self._payBack(now)
         sent: list[Send[P]] = []
         # Audio is never held back.
-        audio = self._queues[Priority.AUDIO]
+        audio = self._audio
         while audio:
             sent.append(self._take_item(audio.popleft(), now, None))
         while self._probes:
@@ -314,8 +361,8 @@ class Pacer(Generic[P]):
         if self._probes:
             probe = self._probes[0]
             return now if probe.startedAt is None else max(now, self._probeDue(probe))
-        if not self._hasMedia():
-            return None
+        if self._queued == len(self._queues[Priority.PADDING]):
+            return None  # no media waits
         self._payBack(now)
         rate = self._effectiveRate(now) / 8
         excess = self._debt - rate * BURST
@@ -346,17 +393,12 @@ class Pacer(Generic[P]):
     def _dropPadding(self) -> None:
         """Padding left over from a finished probe is worth nothing: forget it."""
         for item in self._queues[Priority.PADDING].clear():
+            self._queued -= 1
             self.queuedBytes -= item.size
             self._enqueued_sum -= item.enqueuedAt
-        if not self._hasAny():
+        if not self._queued:
             self._enqueued_sum = 0.0
             self.queuedBytes = 0
-
-    def _hasAny(self) -> bool:
-        return any(self._queues.values())
-
-    def _hasMedia(self) -> bool:
-        return any(q for p, q in self._queues.items() if p is not Priority.PADDING)
 
     def _pop(self, *, includePadding: bool = True) -> Queued[P] | None:
         for priority, queue in self._queues.items():
@@ -367,9 +409,10 @@ class Pacer(Generic[P]):
         return None
 
     def _take_item(self, item: Queued[P], now: float, cluster: int | None) -> Send[P]:
+        self._queued -= 1
         self.queuedBytes -= item.size
         self._enqueued_sum -= item.enqueuedAt
-        if not self._hasAny():
+        if not self._queued:
             self._enqueued_sum = 0.0  # no float drift across empty spells
             self.queuedBytes = 0
         self._debt = min(self._debt + item.size, self.pacingRate / 8 * MAX_DEBT)
