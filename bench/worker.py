@@ -229,7 +229,11 @@ async def opusCapacity(client: BenchClient, args: argparse.Namespace) -> dict[st
             step: dict[str, Any] = {}
             for attempt in range(2):
                 await asyncio.sleep(args.warmup)
+                wireBefore, wireStarted = sum(wire.packets.values()), time.monotonic()
                 window = await sampleSeconds(client, producers, wire, args.window)
+                wireRate = (sum(wire.packets.values()) - wireBefore) / (
+                    (time.monotonic() - wireStarted) * count
+                )
                 intervals = window.intervals
                 rates = [sum(s.packetRate for s in i.streams.values()) / count for i in intervals]
                 packetRate = median(rates) or 0.0
@@ -238,6 +242,7 @@ async def opusCapacity(client: BenchClient, args: argparse.Namespace) -> dict[st
                 step = {
                     "producers": count,
                     "packetRatePerProducer": packetRate,
+                    "sentPacketRatePerProducer": wireRate,  # our side: does the router miss any?
                     "missing": missing,
                     "cpuPerSecond": cpu,
                     "threadCpuPerSecond": window.threadCpu,
