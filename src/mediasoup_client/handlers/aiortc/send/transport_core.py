@@ -74,6 +74,7 @@ class TransportSendCore:
         )
         self.retransmissions = RetransmissionBudget(self.congestion.targetBitrate)
         self._senders: list[ProducerSender] = []
+        self._videoCount = 0
         self._budgets: dict[ProducerSender, int] = {}
         self._highest: dict[int, int] = {}  # extended highest sequence per reported SSRC
         self.rtt: float | None = None
@@ -88,6 +89,7 @@ class TransportSendCore:
         sender.retransmissionBudget = self.retransmissions
         sender.setAllocator(self.reallocate)
         self._senders.append(sender)
+        self._videoCount += sender.kind == "video"
         congestion = self.congestion
         congestion.setTransportCc(any(s.writesTransportSequence for s in self._senders))
         congestion.setProbing(
@@ -102,11 +104,16 @@ class TransportSendCore:
     def removeSender(self, sender: ProducerSender, now: float) -> None:
         if sender in self._senders:
             self._senders.remove(sender)
+            self._videoCount -= sender.kind == "video"
         self._budgets.pop(sender, None)
         sender.setAllocator(None)
         streams = set(map(id, sender.streams))
         self.pacer.drop(lambda packet: id(packet.stream) not in streams)
         self.reallocate(now)
+
+    @property
+    def _hasVideo(self) -> bool:
+        return self._videoCount > 0
 
     # Packets.
 
@@ -222,7 +229,7 @@ class TransportSendCore:
         if total != self.demand:
             self.demand = total
             self._startProbes(self.congestion.setDemand(total, now))
-        if not any(sender.kind == "video" for sender in self._senders):
+        if not self._hasVideo:
             return  # budgets are for video; audio's bitrate is its codec options'
         target = self.congestion.targetBitrate
         reserve = min(RTX_RESERVE_SHARE * target, self.retransmissions.rate(now))
@@ -299,7 +306,10 @@ class TransportSendCore:
 
     def _applyEstimate(self, now: float) -> None:
         self._applyPacing(now)
-        self.reallocate(now)
+        if self._hasVideo:
+            # (Without video the estimate changes no budget; ``process`` still follows the
+            # demand every tick. On every feedback it cost a pass over every producer.)
+            self.reallocate(now)
 
     def _applyPacing(self, now: float) -> None:
         target = self.congestion.targetBitrate

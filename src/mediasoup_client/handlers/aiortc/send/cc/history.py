@@ -9,6 +9,7 @@ times stay on the receiver's clock: only their differences matter to the estimat
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -54,6 +55,9 @@ class PacketResult:
         return self.receiveTime is not None
 
 
+_receiveTime = operator.attrgetter("receiveTime")
+
+
 @dataclass(slots=True)
 class FeedbackReport:
     """One feedback packet, interpreted: the packets it covers that we still knew about, in
@@ -71,7 +75,8 @@ class FeedbackReport:
         return sum(1 for r in self.results if r.receiveTime is None)
 
     def sortedByReceiveTime(self) -> list[PacketResult]:
-        return sorted(self.received, key=lambda r: (r.receiveTime, r.sequence))
+        # Stable: equal receive times stay in sequence order, as the results are.
+        return sorted(self.received, key=_receiveTime)
 
 
 class TransportSendHistory:
