@@ -252,9 +252,12 @@ async def test_immediate_send_and_consent_checks_on_a_connected_pair(
             received.append(bytes(packet.payload))  # type: ignore[attr-defined]
             arrived.set()
 
+    assert not compat.dtlsConnected(client.dtlsTransport)
     try:
         await client.signal()
         await client.waitConnected()
+        assert compat.dtlsConnected(client.dtlsTransport), UPGRADE_HINT
+        assert client.dtlsTransport.state == "connected"
         assert hasattr(router.dtls, "_rtp_router"), UPGRADE_HINT
         router.dtls._rtp_router.register_receiver(Receiver(), ssrcs=[4321], payload_types=[96])
         before = compat.dtlsStats(client.dtlsTransport)
@@ -272,6 +275,7 @@ async def test_immediate_send_and_consent_checks_on_a_connected_pair(
     finally:
         await client.close()
         await router.close()
+    assert not compat.dtlsConnected(client.dtlsTransport), UPGRADE_HINT
     with pytest.raises(ConnectionError):
         compat.sendRtpNow(client.dtlsTransport, packet.serialize())
 

@@ -93,11 +93,17 @@ async def sendRtp(dtls: RTCDtlsTransport, packet: bytes) -> None:
     await dtls._send_rtp(packet)
 
 
+def dtlsConnected(dtls: RTCDtlsTransport) -> bool:
+    """``dtls.state == "connected"`` without the public property, which formats the state's
+    enum name as a string on every call (asked for every packet and every producer's frame)."""
+    return dtls._state is DtlsState.CONNECTED
+
+
 def sendRtpNow(dtls: RTCDtlsTransport, packet: bytes) -> None:
     """``sendRtp`` without awaiting: protect and hand the datagram to the nominated pair's
     socket (or TURN allocation) at once, counting it in the transport's stats as aiortc
     does. A send path that batches or paces cannot afford a coroutine per packet."""
-    if dtls._state != DtlsState.CONNECTED:
+    if dtls._state is not DtlsState.CONNECTED:
         raise ConnectionError("Cannot send encrypted RTP, not connected")
     srtp = dtls._tx_srtp
     data = srtp.protect_rtcp(packet) if is_rtcp(packet) else srtp.protect(packet)

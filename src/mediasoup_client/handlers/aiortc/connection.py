@@ -394,7 +394,7 @@ class TransportConnection(EnhancedEventEmitter):
     # RtpPort.
     @property
     def connected(self) -> bool:
-        return self._dtls.state == "connected"
+        return compat.dtlsConnected(self._dtls)
 
     async def waitConnected(self) -> None:
         if self.connected:

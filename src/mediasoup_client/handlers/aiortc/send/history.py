@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -29,14 +28,19 @@ class SendHistory:
     def __init__(self, maxPackets: int = 3000, maxAge: float = 1.0) -> None:
         self._max_packets = maxPackets
         self.maxAge = maxAge
-        self._packets: OrderedDict[int, SentPacket] = OrderedDict()
+        # Oldest first (a dict keeps insertion order; a reused sequence number moves to the
+        # end by being removed first).
+        self._packets: dict[int, SentPacket] = {}
 
     def __len__(self) -> int:
         return len(self._packets)
 
     def add(self, packet: SentPacket) -> None:
-        self._packets[packet.sequenceNumber] = packet
-        self._packets.move_to_end(packet.sequenceNumber)
+        packets = self._packets
+        sequence = packet.sequenceNumber
+        if sequence in packets:
+            del packets[sequence]
+        packets[sequence] = packet
         self._expire(packet.sentAt)
 
     def get(self, sequenceNumber: int, now: float) -> SentPacket | None:
@@ -53,9 +57,10 @@ class SendHistory:
 
     def _expire(self, now: float) -> None:
         packets = self._packets
+        cutoff = now - self.maxAge
         while packets:
-            oldest = next(iter(packets.values()))
-            if len(packets) > self._max_packets or now - oldest.sentAt > self.maxAge:
-                packets.popitem(last=False)
+            sequence = next(iter(packets))
+            if len(packets) > self._max_packets or packets[sequence].sentAt < cutoff:
+                del packets[sequence]
             else:
                 break

@@ -127,8 +127,10 @@ class TransportSendHistory:
     def onFeedback(self, feedback: TransportFeedback, now: float) -> FeedbackReport:
         base = self._unwrapReference(feedback.referenceTime, now)
         results: list[PacketResult] = []
+        sent = self._sent
+        highest = self._next - 1  # (``unwrap``, inline: this runs for every packet)
         for sequence16, arrival in feedback.arrivals():
-            info = self._sent.get(self.unwrap(sequence16))
+            info = sent.get(highest - ((highest - sequence16) & 0xFFFF))
             if info is None or info.acked:
                 continue  # too old, never sent, or already reported received
             receive: float | None = None
