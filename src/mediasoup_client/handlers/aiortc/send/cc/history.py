@@ -65,6 +65,7 @@ class FeedbackReport:
 
     feedbackTime: float
     results: list[PacketResult]
+    _byReceiveTime: list[PacketResult] | None = None  # made once, asked for twice
 
     @property
     def received(self) -> list[PacketResult]:
@@ -76,7 +77,9 @@ class FeedbackReport:
 
     def sortedByReceiveTime(self) -> list[PacketResult]:
         # Stable: equal receive times stay in sequence order, as the results are.
-        return sorted(self.received, key=_receiveTime)
+        if self._byReceiveTime is None:
+            self._byReceiveTime = sorted(self.received, key=_receiveTime)
+        return self._byReceiveTime
 
 
 class TransportSendHistory:

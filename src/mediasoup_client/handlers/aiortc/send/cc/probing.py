@@ -206,6 +206,8 @@ class ProbeEstimator:
         """Feedback results; the newest estimate of a cluster they complete, if any. A
         cluster is measured once, when the pacer has sent all of it and feedback covered its
         last packet (part of a cluster looks faster than the link: see the module doc)."""
+        if not self._clusters:
+            return None  # no probe to measure (most feedback: skip the pass over it)
         newest: float | None = None
         reported = -1
         for result in results:
