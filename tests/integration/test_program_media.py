@@ -93,6 +93,15 @@ async def test_numpy_frames_pushed_at_30_fps_arrive_with_their_content(
     assert (items[-1].width, items[-1].height) == (320, 240)
     rtp = [item.rtpTimestamp for item in items]
     assert all(b > a for a, b in itertools.pairwise(rtp))
+    # Capture times from the router's sender reports (about one a second for video): on our
+    # clock, a little before each frame was taken here, and as far apart as the RTP times.
+    timed = [item for item in items if item.captureTime is not None]
+    assert len(timed) >= len(items) // 2, (len(timed), len(items))
+    delays = [item.receivedAt - item.captureTime for item in timed]
+    assert all(-0.01 < delay < 0.5 for delay in delays), delays
+    for a, b in itertools.pairwise(timed):
+        media = (b.rtpTimestamp - a.rtpTimestamp) / 90000  # type: ignore[operator]
+        assert abs((b.captureTime - a.captureTime) - media) < 0.03, (a, b)  # type: ignore[operator]
 
 
 async def test_audio_pushed_in_10_ms_chunks_at_16_khz_decodes_as_that_signal(

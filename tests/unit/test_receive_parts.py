@@ -476,3 +476,33 @@ def test_receiver_report_carries_the_block():
     assert isinstance(packet, RtcpRrPacket) and packet.ssrc == 3
     [report] = packet.reports
     assert (report.ssrc, report.packets_lost, report.highest_sequence) == (9, 1, 12)
+
+
+def test_capture_times_map_rtp_onto_our_clock_from_sender_reports_of_any_clock():
+    from mediasoup_client.handlers.aiortc.receive.capture_clock import CaptureClock
+
+    clock = CaptureClock(90000)
+    assert clock.wallTimeOf(1234) is None  # before any report
+    # The sender's clock is not a wall clock (mediasoup: its uptime): 5000 s, RTP 0xFFFFFF00,
+    # arriving at our 1.7e9 over a 40 ms round trip.
+    sender, ours = 5000.0, 1_700_000_000.0
+    rtp = 0xFFFFFF00
+    clock.onSenderReport(int(sender * (1 << 32)), rtp, ours + 0.02, 0.04)
+    assert clock.wallTimeOf(rtp) == pytest.approx(ours, abs=1e-6)
+    # One second later in media time, across the 32-bit wrap, unwrapped or not.
+    later = rtp + 90000
+    assert clock.wallTimeOf(later) == pytest.approx(ours + 1.0, abs=1e-6)
+    assert clock.wallTimeOf(later & 0xFFFFFFFF) == pytest.approx(ours + 1.0, abs=1e-6)
+    assert clock.wallTimeOf(rtp - 9000) == pytest.approx(ours - 0.1, abs=1e-6)
+    # Reports keep coming, one of them late by 300 ms: the median keeps the frames in place.
+    for index, late in enumerate([0.0, 0.3, 0.0, 0.0]):
+        step = index + 1
+        clock.onSenderReport(
+            int((sender + step) * (1 << 32)), (rtp + step * 90000) & 0xFFFFFFFF,
+            ours + step + 0.02 + late, 0.04,
+        )  # fmt: skip
+    assert clock.wallTimeOf(rtp + 5 * 90000) == pytest.approx(ours + 5, abs=1e-6)
+    # Without a known round trip the report counts as written when it arrived.
+    fresh = CaptureClock(48000)
+    fresh.onSenderReport(int(sender * (1 << 32)), 0, ours, None)
+    assert fresh.wallTimeOf(48000) == pytest.approx(ours + 1, abs=1e-6)

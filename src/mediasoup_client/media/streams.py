@@ -11,8 +11,11 @@ queue) in a task of their own, and hand the application what it can take:
   stalls loses a bounded, known amount and then hears the present.
 
 Items carry the frame's RTP timestamp (the track's pts in its clock rate), its media time in
-seconds, the sender's capture time when the track can tell it (``track.captureTimeOf(rtp)``:
-the sender's wall clock from RTCP sender reports), and when it was received here.
+seconds, its capture time when the track can tell it (``track.captureTimeOf(rtp)``, as a
+consumer's track does from the first RTCP sender report on: the sender's clock mapped onto
+ours, as browsers estimate ``captureTime`` of remote frames; through mediasoup the sender of
+the reports is the router, so it is when the router forwarded the frame), and when it was
+received here.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class VideoStreamFrame:
     format: str
     rtpTimestamp: int | None
     timestamp: float | None  # seconds of media time (rtpTimestamp / clock rate)
-    captureTime: float | None  # sender's wall clock (Unix seconds), when known
+    captureTime: float | None  # Unix seconds on our clock (module doc), once known
     receivedAt: float  # Unix seconds, when the stream took it from the track
 
 

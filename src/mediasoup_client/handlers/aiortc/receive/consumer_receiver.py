@@ -71,7 +71,7 @@ class ConsumerReceiver:
         self._core = ReceiveCore(kind=kind, rtpParameters=rtpParameters, rtcpSsrc=rtcpSsrc)
         self._codec = rtpParameters["codecs"][0]
         self._trackId = trackId
-        self.track = ReceiveTrack(kind, trackId)
+        self.track = ReceiveTrack(kind, trackId, captureTimeOf=self._core.captureTimeOf)
         self._route = RtpRoute(
             ssrcs=tuple(self._core.ssrcs),
             payloadTypes=tuple(self._core.payloadTypes),

@@ -17,6 +17,7 @@ from typing import Any
 from ....types import RtpParameters
 from . import rtcp
 from .audio_buffer import AudioJitterBuffer, AudioOutput, AudioPacket
+from .capture_clock import CaptureClock
 from .depacketizers import createDepacketizer
 from .frame_buffer import BufferedPacket, BufferOutput, EncodedFrame, VideoFrameBuffer
 from .nack import NackModule, NackResult
@@ -78,6 +79,7 @@ class ReceiveCore:
         self._seq = sequenceUnwrapper()
         self._timestamp = timestampUnwrapper()
         self.stats = StreamStatistics(self.mediaSsrc, self.clockRate)
+        self.captureClock = CaptureClock(self.clockRate)
         self.nack = NackModule() if self.nackEnabled else None
         self.video = VideoFrameBuffer(self.clockRate) if kind == "video" else None
         self.audio = AudioJitterBuffer() if kind == "audio" else None
@@ -127,6 +129,13 @@ class ReceiveCore:
         """The least time between two key-frame requests: the answer needs a round trip to
         the router and the producer's encoder."""
         return max(MIN_KEY_FRAME_INTERVAL, 3 * self.roundTripTime)
+
+    def captureTimeOf(self, pts: int) -> float | None:
+        """The capture time (Unix seconds, ``capture_clock.py``) of the frame ``pts`` gave
+        (``pts`` as ``pts()`` returned it); None before the first sender report."""
+        if self._firstTimestamp is None:
+            return None
+        return self.captureClock.wallTimeOf(pts + self._firstTimestamp)
 
     def pts(self, timestamp: int) -> int:
         """The frame's presentation time in clock-rate units from the first one received."""
@@ -207,6 +216,8 @@ class ReceiveCore:
             return
         _ssrc, ntp, rtp_timestamp, packets, octets = report
         self.stats.onSenderReport(ntp, rtp_timestamp, packets, octets, now, nowUnix)
+        rtt = self.nack.rtt if self.nack is not None and self.nack.rttMeasured else None
+        self.captureClock.onSenderReport(ntp, rtp_timestamp, nowUnix, rtt)
 
     def tick(self, now: float) -> CoreActions:
         actions = CoreActions()

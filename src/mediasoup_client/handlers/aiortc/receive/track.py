@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -15,10 +16,13 @@ MAX_QUEUED_AUDIO = 500
 
 
 class ReceiveTrack(MediaStreamTrack):
-    def __init__(self, kind: str, id: str) -> None:
+    def __init__(
+        self, kind: str, id: str, captureTimeOf: Callable[[int], float | None] | None = None
+    ) -> None:
         super().__init__()
         self.kind = kind
         self._id = id
+        self._capture_time_of = captureTimeOf
         self._frames: collections.deque[Any] = collections.deque()
         self._limit = MAX_QUEUED_VIDEO if kind == "video" else MAX_QUEUED_AUDIO
         self._available = asyncio.Event()
@@ -32,6 +36,12 @@ class ReceiveTrack(MediaStreamTrack):
             self._available.clear()
             await self._available.wait()
         return self._frames.popleft()
+
+    def captureTimeOf(self, pts: int) -> float | None:
+        """When the frame with this pts was captured, as the sender's RTCP reports tell it
+        (Unix seconds on our clock; with mediasoup: when the router forwarded it); None
+        until the first report."""
+        return self._capture_time_of(pts) if self._capture_time_of is not None else None
 
     def deliver(self, frame: Any) -> None:
         if self._finished:
