@@ -40,7 +40,6 @@ from mediasoup_client.handlers.aiortc.send.rtp_header import (
     ExtensionWriter,
     compactNtp,
     ntpTime,
-    rtpHeader,
 )
 from mediasoup_client.handlers.aiortc.send.video_layer import privateCopy
 from mediasoup_client.media.bitstream import annexBUnits
@@ -112,13 +111,15 @@ def test_rtp_header_and_extensions_parse_with_aiortc():
     writer = ExtensionWriter(EXTENSION_IDS, mid="3", rid="r1")
     ntp = ntpTime()
     data = (
-        rtpHeader(
+        writer.header(
             payloadType=101,
             marker=True,
             sequenceNumber=70000,
             timestamp=(1 << 32) + 5,
             ssrc=1234,
-            extensions=writer.build(ntp, audioLevel=30, voice=True),
+            ntp=ntp,
+            audioLevel=30,
+            voice=True,
         )
         + b"payload"
     )
@@ -128,21 +129,26 @@ def test_rtp_header_and_extensions_parse_with_aiortc():
     assert packet.extensions.mid == "3" and packet.extensions.rtp_stream_id == "r1"
     assert packet.extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
     assert packet.extensions.audio_level == (True, 30)
-    rtx = ExtensionWriter(EXTENSION_IDS, mid="3", rid=None, repairedRid="r1").build(ntp)
-    parsed = RtpPacket.parse(
-        rtpHeader(
-            payloadType=1, marker=False, sequenceNumber=1, timestamp=1, ssrc=1, extensions=rtx
-        ),
-        extensionsMap(),
-    )
+    assert packet.extensions.transport_sequence_number is None
+    rtx = ExtensionWriter(EXTENSION_IDS, mid="3", rid=None, repairedRid="r1")
+    header = rtx.header(
+        payloadType=1, marker=False, sequenceNumber=1, timestamp=1, ssrc=1, ntp=ntp,
+        transportSequence=65536 + 9, padding=True,
+    )  # fmt: skip
+    assert header[0] & 0x20  # the P bit (the caller appends the padding)
+    parsed = RtpPacket.parse(header + bytes(3) + b"\x04", extensionsMap())
     assert parsed.extensions.repaired_rtp_stream_id == "r1"
     assert parsed.extensions.rtp_stream_id is None
+    assert parsed.extensions.transport_sequence_number == 9
+    assert parsed.padding_size == 4 and parsed.payload == b""
 
 
 def test_unknown_or_out_of_range_extensions_are_not_written():
-    assert ExtensionWriter({}, mid="0", rid="r0").build(ntpTime()) == b""
+    plain = {"payloadType": 96, "marker": False, "sequenceNumber": 1, "timestamp": 2, "ssrc": 3}
+    assert len(ExtensionWriter({}, mid="0", rid="r0").header(**plain, ntp=ntpTime())) == 12
     writer = ExtensionWriter({"urn:ietf:params:rtp-hdrext:sdes:mid": 15}, mid="0", rid=None)
-    assert writer.build(ntpTime()) == b""
+    header = writer.header(**plain, ntp=ntpTime(), audioLevel=10)
+    assert len(header) == 12 and not header[0] & 0x10  # no X bit: nothing to write
 
 
 # History.

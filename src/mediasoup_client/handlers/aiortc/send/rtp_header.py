@@ -24,7 +24,6 @@ from ....rtp_extensions import (
 NTP_EPOCH_OFFSET = 2208988800
 
 _ONE_BYTE_PROFILE = 0xBEDE
-_HEADER = struct.Struct("!BBHII")
 
 
 def ntpTime(unixTime: float | None = None) -> int:
@@ -36,11 +35,6 @@ def ntpTime(unixTime: float | None = None) -> int:
 def compactNtp(ntp: int) -> int:
     """The middle 32 bits of an NTP timestamp (16.16), as LSR/DLSR use them."""
     return (ntp >> 16) & 0xFFFFFFFF
-
-
-def absSendTime(ntp: int) -> bytes:
-    """abs-send-time: 6.18 fixed-point seconds, 24 bits."""
-    return ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
 
 
 def _element(extId: int, value: bytes) -> bytes:
@@ -73,6 +67,9 @@ class ExtensionWriter:
         self._abs_send_time_id = self._valid(ids.get(URI_ABS_SEND_TIME))
         self._audio_level_id = self._valid(ids.get(URI_AUDIO_LEVEL))
         self._transport_cc_id = self._valid(ids.get(URI_TRANSPORT_WIDE_CC))
+        # Per (transport sequence?, audio level?): the whole header as one struct, the
+        # constant values ready (``header``; one pack per packet instead of a dozen joins).
+        self._layouts: dict[tuple[bool, bool], _Layout] = {}
 
     @staticmethod
     def _valid(extId: int | None) -> int | None:
@@ -93,43 +90,81 @@ class ExtensionWriter:
     def writesTransportSequence(self) -> bool:
         return self._transport_cc_id is not None
 
-    def build(
+    def header(
         self,
+        *,
+        payloadType: int,
+        marker: bool,
+        sequenceNumber: int,
+        timestamp: int,
+        ssrc: int,
         ntp: int,
         audioLevel: int | None = None,
         voice: bool = False,
-        *,
         transportSequence: int | None = None,
+        padding: bool = False,
     ) -> bytes:
-        """The extension block (profile, length, elements, padding) or b"" when empty."""
-        body = self._static_bytes
-        if self._abs_send_time_id is not None:
-            body += _element(self._abs_send_time_id, absSendTime(ntp))
-        if transportSequence is not None and self._transport_cc_id is not None:
-            body += _element(self._transport_cc_id, (transportSequence & 0xFFFF).to_bytes(2, "big"))
-        if audioLevel is not None and self._audio_level_id is not None:
-            body += _element(self._audio_level_id, bytes([(0x80 if voice else 0) | audioLevel]))
-        if not body:
-            return b""
-        body += b"\x00" * (-len(body) % 4)
-        return struct.pack("!HH", _ONE_BYTE_PROFILE, len(body) // 4) + body
+        """The packet's RTP header: fixed part and extension block (profile, length,
+        elements, padding; none when there is nothing to write), in one struct pack."""
+        tcc = transportSequence is not None and self._transport_cc_id is not None
+        level = audioLevel is not None and self._audio_level_id is not None
+        layout = self._layouts.get((tcc, level))
+        if layout is None:
+            layout = self._layouts[(tcc, level)] = _Layout(
+                self._static_bytes,
+                self._abs_send_time_id,
+                self._transport_cc_id if tcc else None,
+                self._audio_level_id if level else None,
+            )
+        values: list[object] = [
+            0x80 | (0x10 if layout.hasExtensions else 0) | (0x20 if padding else 0),
+            (0x80 if marker else 0) | (payloadType & 0x7F),
+            sequenceNumber & 0xFFFF,
+            timestamp & 0xFFFFFFFF,
+            ssrc,
+            *layout.prefix,
+        ]
+        if layout.writesAbsSendTime:
+            values.append(layout.absSendTimeTag | ((ntp >> 14) & 0xFFFFFF))  # 6.18 seconds
+        if tcc:
+            assert transportSequence is not None
+            values.append(layout.transportCcTag)
+            values.append(transportSequence & 0xFFFF)
+        if level:
+            assert audioLevel is not None
+            values.append(layout.audioLevelTag | (0x80 if voice else 0) | audioLevel)
+        return layout.struct.pack(*values)
 
 
-def rtpHeader(
-    *,
-    payloadType: int,
-    marker: bool,
-    sequenceNumber: int,
-    timestamp: int,
-    ssrc: int,
-    extensions: bytes,
-    padding: bool = False,
-) -> bytes:
-    """The fixed RTP header plus ``extensions`` (as built by ``ExtensionWriter.build``);
-    ``padding`` sets the P bit (the caller appends the padding)."""
-    first = 0x80 | (0x10 if extensions else 0) | (0x20 if padding else 0)
-    second = (0x80 if marker else 0) | (payloadType & 0x7F)
-    return (
-        _HEADER.pack(first, second, sequenceNumber & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
-        + extensions
-    )
+class _Layout:
+    """The RTP header of one stream with a given set of per-packet extensions: fixed header,
+    extension profile and length, the static elements, then abs-send-time (its id and 24
+    bits in one word), the transport sequence and the audio level, then the padding."""
+
+    def __init__(
+        self, static: bytes, absSendTimeId: int | None, transportCcId: int | None,
+        audioLevelId: int | None,
+    ) -> None:  # fmt: skip
+        body = len(static) + (4 if absSendTimeId is not None else 0)
+        body += (3 if transportCcId is not None else 0) + (2 if audioLevelId is not None else 0)
+        padding = -body % 4
+        self.hasExtensions = body > 0
+        fields = "!BBHII"
+        if self.hasExtensions:
+            fields += f"HH{len(static)}s" if static else "HH"
+            fields += "I" if absSendTimeId is not None else ""
+            fields += "BH" if transportCcId is not None else ""
+            fields += "H" if audioLevelId is not None else ""
+            fields += f"{padding}x" if padding else ""
+        self.struct = struct.Struct(fields)
+        self.prefix: tuple[object, ...] = (
+            ((_ONE_BYTE_PROFILE, (body + padding) // 4) + ((static,) if static else ()))
+            if self.hasExtensions
+            else ()
+        )
+        # Each element's header byte (id, length - 1), shifted to where it goes in its field
+        # (0: the element is not written).
+        self.writesAbsSendTime = absSendTimeId is not None
+        self.absSendTimeTag = ((absSendTimeId or 0) << 4 | 2) << 24
+        self.transportCcTag = (transportCcId or 0) << 4 | 1
+        self.audioLevelTag = (audioLevelId or 0) << 12

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from . import rtcp
 from .history import SendHistory, SentPacket
 from .retransmission import RetransmissionBudget
-from .rtp_header import ExtensionWriter, rtpHeader
+from .rtp_header import ExtensionWriter
 
 # RTP padding is counted by one byte: at most this much per padding-only packet.
 MAX_PADDING = 255
@@ -60,15 +60,16 @@ class OutgoingRtp:
         return "rtx" if self.retransmission else self.stream.kind
 
     def serialize(self, ntp: int, transportSequence: int | None = None) -> bytes:
-        header = rtpHeader(
+        header = self.extensions.header(
             payloadType=self.payloadType,
             marker=self.marker,
             sequenceNumber=self.sequenceNumber,
             timestamp=self.timestamp,
             ssrc=self.ssrc,
-            extensions=self.extensions.build(
-                ntp, self.audioLevel, self.voice, transportSequence=transportSequence
-            ),
+            ntp=ntp,
+            audioLevel=self.audioLevel,
+            voice=self.voice,
+            transportSequence=transportSequence,
             padding=bool(self.padding),
         )
         if self.padding:
