@@ -192,9 +192,11 @@ class _FifoQueue(Generic[P]):
         return removed
 
     def removeIf(self, reject: Callable[[P], bool]) -> list[Queued[P]]:
-        removed = [item for item in self._items if reject(item.packet)]
-        if removed:
-            self._items = deque(item for item in self._items if not reject(item.packet))
+        removed: list[Queued[P]] = []
+        kept: deque[Queued[P]] = deque()
+        for item in self._items:
+            (removed if reject(item.packet) else kept).append(item)
+        self._items = kept
         return removed
 
     def clear(self) -> list[Queued[P]]:
