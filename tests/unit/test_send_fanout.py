@@ -26,6 +26,7 @@ from mediasoup_client.handlers.aiortc.send.scheduler import (
     ScheduledProducer,
     SendScheduler,
 )
+from mediasoup_client.handlers.aiortc.send.send_batch import FLUSH_EVERY, batchedSends, deferred
 from mediasoup_client.handlers.aiortc.send.track_fanout import SharedTrackReader, readerCount
 from mediasoup_client.media.test_sources import (
     PatternVideoTrack,
@@ -463,12 +464,6 @@ async def test_dtx_stays_per_producer_on_a_shared_opus_encoder(
 def test_a_batch_runs_the_pacers_every_few_producers_not_once_for_all() -> None:
     # Hundreds of producers of one frame: their packets must not leave in one burst (the
     # router's socket overflowed), nor the pacer run once per producer (the cost).
-    from mediasoup_client.handlers.aiortc.send.send_batch import (
-        FLUSH_EVERY,
-        batchedSends,
-        deferred,
-    )
-
     runs: list[tuple[str, int]] = []
     made = [0]
     assert not deferred(1, lambda: None)  # outside a batch: the caller runs its pacer itself
