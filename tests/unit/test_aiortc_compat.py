@@ -117,10 +117,39 @@ async def test_raw_rtcp_tap_sees_transport_feedback_before_aiortc_parses_it() ->
     compat.tapRtcp(dtls, lambda data: 1 / 0)  # a failing tap must not stop the others
     await dtls._handle_rtcp_data(feedback.serialize())
     assert extractTransportFeedback(seen[0]) == [feedback]
-    assert len(routed) == 1  # aiortc still routes what it parsed
+    # Nothing but congestion feedback: it stops at the taps (aiortc would read a NACK).
+    assert routed == []
+    # With a receiver report beside it, aiortc parses and routes the datagram as before.
+    report = aiortc.rtp.RtcpRrPacket(
+        ssrc=1, reports=[aiortc.rtp.RtcpReceiverInfo(2222, 0, 0, 100, 0, 0, 0)]
+    )
+    await dtls._handle_rtcp_data(feedback.serialize() + bytes(report))
+    assert len(seen) == 2 and extractTransportFeedback(seen[1]) == [feedback]
+    assert [type(packet) for packet in routed] == [
+        aiortc.rtp.RtcpRtpfbPacket,
+        aiortc.rtp.RtcpRrPacket,
+    ], UPGRADE_HINT
     remove()
-    await dtls._handle_rtcp_data(feedback.serialize())
-    assert len(seen) == 1 and len(routed) == 2
+    await dtls._handle_rtcp_data(bytes(report))
+    assert len(seen) == 2 and len(routed) == 3
+
+
+def test_only_congestion_feedback_reads_the_compound_headers() -> None:
+    from mediasoup_client.handlers.aiortc.send.cc.transport_feedback import TransportFeedback
+
+    feedback = TransportFeedback(0, 2222, 100, 7, 0, [(100, 4), (101, None), (102, 300)])
+    remb = aiortc.rtp.RtcpPsfbPacket(
+        fmt=aiortc.rtp.RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+        fci=aiortc.rtp.pack_remb_fci(300_000, [2222]),
+    )  # fmt: skip
+    nack = aiortc.rtp.RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=2222, lost=[5])
+    pli = aiortc.rtp.RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=2222)
+    only = compat.onlyCongestionFeedback
+    assert only(feedback.serialize())
+    assert only(bytes(remb)) and only(feedback.serialize() + bytes(remb))
+    assert not only(bytes(nack)) and not only(bytes(pli))
+    assert not only(feedback.serialize() + bytes(nack))
+    assert not only(b"") and not only(feedback.serialize()[:-4])  # truncated: aiortc decides
 
 
 async def test_inbound_rtp_and_sender_reports_reach_our_listener() -> None:

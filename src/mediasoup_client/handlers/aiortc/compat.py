@@ -171,10 +171,37 @@ def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
     dtls._rtp_router.unregister_sender(recipient)
 
 
+_RTCP_RTPFB = 205
+_RTCP_PSFB = 206
+_FMT_TRANSPORT_CC = 15  # RTPFB: transport-wide congestion control feedback
+_FMT_APPLICATION = 15  # PSFB: application layer feedback (REMB)
+
+
+def onlyCongestionFeedback(data: bytes) -> bool:
+    """True when a (compound) RTCP datagram holds nothing but transport-cc feedback and
+    REMB: what the taps read, and what aiortc has no use for (it would parse the feedback as a
+    NACK and route it by SSRC to producers that ignore it: about one datagram in ten per
+    transport every 100 ms, most of the RTCP a sender receives)."""
+    position = 0
+    end = len(data)
+    while position + 4 <= end:
+        first = data[position]
+        packet_type = data[position + 1]
+        fmt = first & 0x1F
+        if first >> 6 != 2 or not (
+            (packet_type == _RTCP_RTPFB and fmt == _FMT_TRANSPORT_CC)
+            or (packet_type == _RTCP_PSFB and fmt == _FMT_APPLICATION)
+        ):
+            return False
+        position += 4 + ((data[position + 2] << 8) | data[position + 3]) * 4
+    return position == end and end > 0
+
+
 def tapRtcp(dtls: RTCDtlsTransport, listener: Callable[[bytes], None]) -> Callable[[], None]:
     """Hand every decrypted inbound RTCP datagram to ``listener`` before aiortc parses it
-    (its parser reads any RTPFB as a NACK, so transport-cc feedback is lost there). Wraps the
-    transport's ``_handle_rtcp_data`` on the instance; returns what removes this tap."""
+    (its parser reads any RTPFB as a NACK, so transport-cc feedback is lost there); datagrams
+    of only transport-cc feedback and REMB stop at the taps. Wraps the transport's
+    ``_handle_rtcp_data`` on the instance; returns what removes this tap."""
     taps: list[Callable[[bytes], None]] | None = getattr(dtls, "_msc_rtcp_taps", None)
     if taps is None:
         taps = []
@@ -186,7 +213,8 @@ def tapRtcp(dtls: RTCDtlsTransport, listener: Callable[[bytes], None]) -> Callab
                     tap(data)
                 except Exception:
                     logger.exception("RTCP tap failed")
-            await original(data)
+            if not onlyCongestionFeedback(data):
+                await original(data)
 
         dtls._handle_rtcp_data = handle  # type: ignore[method-assign]
         dtls._msc_rtcp_taps = taps  # type: ignore[attr-defined]
