@@ -180,8 +180,8 @@ _FMT_APPLICATION = 15  # PSFB: application layer feedback (REMB)
 def onlyCongestionFeedback(data: bytes) -> bool:
     """True when a (compound) RTCP datagram holds nothing but transport-cc feedback and
     REMB: what the taps read, and what aiortc has no use for (it would parse the feedback as a
-    NACK and route it by SSRC to producers that ignore it: about one datagram in ten per
-    transport every 100 ms, most of the RTCP a sender receives)."""
+    NACK and route it by SSRC to producers that ignore it). mediasoup sends such a datagram
+    about every 100 ms per transport: most of the RTCP a sender receives."""
     position = 0
     end = len(data)
     while position + 4 <= end:
