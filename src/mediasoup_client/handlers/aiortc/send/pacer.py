@@ -59,18 +59,14 @@ class Priority(IntEnum):
 
 @dataclass(slots=True)
 class Queued(Generic[P]):
+    """A packet in the pacer, and (from ``process``) one to send now: the same object, so a
+    packet costs one allocation here."""
+
     packet: P
     priority: Priority
     size: int  # wire bytes (estimate)
     enqueuedAt: float
-
-
-@dataclass(slots=True)
-class Send(Generic[P]):
-    packet: P
-    priority: Priority
-    cluster: int | None
-    queuedFor: float
+    cluster: int | None = None  # the probe cluster it was sent for
 
 
 @dataclass(slots=True)
@@ -304,10 +300,10 @@ class Pacer(Generic[P]):
         finished, self._finished = self._finished, []
         return finished
 
-    def process(self, now: float, padding: PaddingSource[P] | None = None) -> list[Send[P]]:
+    def process(self, now: float, padding: PaddingSource[P] | None = None) -> list[Queued[P]]:
         """The packets to send now, in order."""
         self._payBack(now)
-        sent: list[Send[P]] = []
+        sent: list[Queued[P]] = []
         # Audio is never held back.
         audio = self._audio
         while audio:
@@ -410,7 +406,7 @@ class Pacer(Generic[P]):
                 return queue.popleft()
         return None
 
-    def _take_item(self, item: Queued[P], now: float, cluster: int | None) -> Send[P]:
+    def _take_item(self, item: Queued[P], now: float, cluster: int | None) -> Queued[P]:
         self._queued -= 1
         self.queuedBytes -= item.size
         self._enqueued_sum -= item.enqueuedAt
@@ -422,6 +418,6 @@ class Pacer(Generic[P]):
         self.bytesSent += item.size
         if item.priority is Priority.PADDING:
             self.paddingBytesSent += item.size
-        waited = now - item.enqueuedAt
-        self.totalQueueTime += waited
-        return Send(item.packet, item.priority, cluster, waited)
+        self.totalQueueTime += now - item.enqueuedAt
+        item.cluster = cluster
+        return item

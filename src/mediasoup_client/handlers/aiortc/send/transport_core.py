@@ -29,7 +29,7 @@ from .bitrate import allocateTransport
 from .cc.controller import CongestionController, CongestionOptions
 from .cc.probing import ProbeCluster
 from .cc.transport_feedback import TransportFeedback
-from .pacer import Pacer, Priority, Send
+from .pacer import Pacer, Priority, Queued
 from .producer_sender import ProducerSender
 from .retransmission import SHARE, RetransmissionBudget
 from .rtp_stream import OutgoingRtp
@@ -136,7 +136,7 @@ class TransportSendCore:
         return []
 
     def onSent(
-        self, send: Send[OutgoingRtp], sequence: int | None, data: bytes, wallTime: float,
+        self, send: Queued[OutgoingRtp], sequence: int | None, data: bytes, wallTime: float,
         now: float,
     ) -> None:  # fmt: skip
         packet = send.packet
