@@ -240,7 +240,11 @@ class SendScheduler:
             self.core.onTransportFeedback(feedback, now)
         for bitrate in estimates:
             self.core.onRemb(bitrate, now)
-        self._pump()
+        pacer = self.core.pacer
+        if pacer.queuedPackets or pacer.probing:
+            # (A new rate or a probe to send. An empty pacer has nothing to release, and the
+            # next frame's pump applies the congestion state before anything leaves.)
+            self._pump()
 
     def _pump(self) -> None:
         port = self.port
