@@ -62,7 +62,7 @@ class Settings:
     layerWarmup: float
     layerWindow: float
     passthroughWarmup: float = 5
-    fanoutSteps: str = "50,100,150,200,300,400,500,600"
+    fanoutSteps: str = "50,100,150,200,300,400,500,600,700,800"
 
 
 FULL = Settings(

@@ -100,6 +100,17 @@ class WireCounter:
             sendNow(transport, data)
 
         compat.sendRtpNow = countingSendRtpNow  # type: ignore[assignment]
+        sendBatch: Callable[[Any, Any], None] | None = getattr(compat, "sendRtpBatchNow", None)
+        if sendBatch is None:
+            return  # a version before batched sends (measured side by side with this one)
+
+        def countingSendRtpBatchNow(transport: Any, packets: Any) -> None:
+            for data in packets:
+                count(data)
+            assert sendBatch is not None
+            sendBatch(transport, packets)
+
+        compat.sendRtpBatchNow = countingSendRtpBatchNow  # type: ignore[assignment]
 
     def _count(self, data: bytes) -> None:
         # RTCP shares these paths (types 192..223 in the second byte): not counted.

@@ -116,6 +116,10 @@ class FakeRtpPort:
             if self.onRtp is not None:
                 self.onRtp(sent)
 
+    def sendMany(self, packets: Sequence[bytes]) -> None:
+        for packet in packets:
+            self.send(packet)
+
     async def sendRtp(self, packet: bytes) -> None:
         self.send(packet)
 

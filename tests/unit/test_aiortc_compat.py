@@ -590,3 +590,125 @@ async def test_datagram_sockets_get_a_large_buffer_and_are_read_in_batches() -> 
         assert connection._queue.qsize() == 20, UPGRADE_HINT
     finally:
         await gatherer._connection.close()
+
+
+async def test_a_batch_leaves_in_gso_runs_and_arrives_in_order_on_a_connected_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.ice_dtls_peer import RouterSide, clientFor, restrictToLoopback
+
+    restrictToLoopback(monkeypatch)
+    calls: list[tuple[int, int]] = []  # (bytes, segment size) of each GSO send
+    sendmsg = socket.socket.sendmsg
+
+    def recording(sock: socket.socket, buffers: Any, ancdata: Any = (), *args: Any) -> int:
+        for level, kind, data in ancdata:
+            if (level, kind) == (socket.SOL_UDP, compat.UDP_SEGMENT):
+                calls.append((sum(map(len, buffers)), int.from_bytes(data, sys.byteorder)))
+        return sendmsg(sock, buffers, ancdata, *args)
+
+    monkeypatch.setattr(socket.socket, "sendmsg", recording)
+    router = RouterSide()
+    await router.gather()
+    client = clientFor(router)
+    received: list[bytes] = []
+    sizes = [100] * 5 + [40] + [200] * 3 + [300]  # runs: 5 + a shorter last, 3, and one alone
+    done = asyncio.Event()
+
+    class Receiver:
+        async def _handle_rtp_packet(self, packet: object, arrival_time_ms: int) -> None:
+            received.append(bytes(packet.payload))  # type: ignore[attr-defined]
+            if len(received) == len(sizes):
+                done.set()
+
+    def rtp(index: int, size: int) -> bytes:
+        packet = aiortc.rtp.RtpPacket(payload_type=96, sequence_number=index, ssrc=4321)
+        packet.payload = bytes([index]) * size
+        return bytes(packet.serialize())
+
+    try:
+        await client.signal()
+        await client.waitConnected()
+        router.dtls._rtp_router.register_receiver(Receiver(), ssrcs=[4321], payload_types=[96])
+        before = next(iter(compat.dtlsStats(client.dtlsTransport).values())).packetsSent
+        compat.sendRtpBatchNow(client.dtlsTransport, [rtp(i, n) for i, n in enumerate(sizes)])
+        await asyncio.wait_for(done.wait(), 5)
+        # The peer gets every datagram as sent: the kernel cut the runs apart.
+        assert received == [bytes([i]) * n for i, n in enumerate(sizes)], UPGRADE_HINT
+        # Two runs in one call each (12 bytes of header and 16 of SRTP tag per datagram); the
+        # lone 300-byte packet went by itself.
+        assert calls == [(5 * 128 + 68, 128), (3 * 228, 228)], UPGRADE_HINT
+        after = next(iter(compat.dtlsStats(client.dtlsTransport).values())).packetsSent
+        assert after == before + len(sizes)
+    finally:
+        await client.close()
+        await router.close()
+    with pytest.raises(ConnectionError):
+        compat.sendRtpBatchNow(client.dtlsTransport, [rtp(0, 10)])
+
+
+async def _datagramPair() -> tuple[asyncio.DatagramTransport, asyncio.Queue[bytes], Any]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Collect(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            queue.put_nowait(data)
+
+    receiver, _ = await loop.create_datagram_endpoint(Collect, local_addr=("127.0.0.1", 0))
+    sender, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    return sender, queue, receiver
+
+
+async def _take(queue: asyncio.Queue[bytes], count: int) -> list[bytes]:
+    return [await asyncio.wait_for(queue.get(), 5) for _ in range(count)]
+
+
+async def test_a_socket_that_refuses_gso_gets_one_datagram_per_call_from_then_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused: list[int] = []
+
+    def eio(sock: socket.socket, *args: Any) -> int:
+        refused.append(1)
+        raise OSError(5, "Input/output error")  # what a device without checksum offload says
+
+    sender, queue, receiver = await _datagramPair()
+    monkeypatch.setattr(socket.socket, "sendmsg", eio)
+    address = receiver.get_extra_info("sockname")
+    try:
+        assert compat._gsoSocket(sender) is not None, UPGRADE_HINT  # asyncio's _sock
+        batch = [bytes([i]) * 50 for i in range(4)]
+        compat._sendDatagrams(sender, batch, address)
+        assert await _take(queue, 4) == batch
+        compat._sendDatagrams(sender, batch, address)
+        assert await _take(queue, 4) == batch
+        assert refused == [1]  # asked once, never again on this socket
+    finally:
+        sender.close()
+        receiver.close()
+
+
+async def test_a_full_socket_leaves_the_rest_of_a_batch_to_the_transport_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sendmsg = socket.socket.sendmsg
+    full = [True]
+
+    def onceFull(sock: socket.socket, *args: Any) -> int:
+        if full.pop() if full else False:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return sendmsg(sock, *args)
+
+    sender, queue, receiver = await _datagramPair()
+    monkeypatch.setattr(socket.socket, "sendmsg", onceFull)
+    try:
+        batch = [bytes([i]) * 80 for i in range(6)] + [b"last"]
+        compat._sendDatagrams(sender, batch, receiver.get_extra_info("sockname"))
+        assert await _take(queue, len(batch)) == batch
+        assert compat._gsoSocket(sender) is not None  # a full buffer is not a refusal
+    finally:
+        sender.close()
+        receiver.close()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import collections
 import fcntl
 import logging
+import socket
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aioice import stun
@@ -114,6 +116,88 @@ def sendRtpNow(dtls: RTCDtlsTransport, packet: bytes) -> None:
     counted: Any = dtls  # aiortc's private (name-mangled) counters behind _get_stats()
     counted._RTCDtlsTransport__tx_bytes += len(data)
     counted._RTCDtlsTransport__tx_packets += 1
+
+
+def sendRtpBatchNow(dtls: RTCDtlsTransport, packets: Sequence[bytes]) -> None:
+    """``sendRtpNow`` for several packets at once, in order. On a plain UDP socket, runs of
+    datagrams of one size (the last of a run may be shorter) leave in one system call with
+    UDP generic segmentation offload: the kernel cuts them apart, so the peer receives the
+    same datagrams. Measured on loopback to the SFU: the per-packet ``sendto`` was a quarter
+    to half of a packet's send cost, and one shared Opus frame goes to 32 producers' streams
+    of equal size at a time. Elsewhere (TURN, ICE-TCP, a kernel without GSO, a full socket
+    buffer) each datagram goes through the transport as ``sendRtpNow`` does."""
+    if dtls._state is not DtlsState.CONNECTED:
+        raise ConnectionError("Cannot send encrypted RTP, not connected")
+    srtp = dtls._tx_srtp
+    protect, protectRtcp = srtp.protect, srtp.protect_rtcp
+    datagrams = [protectRtcp(p) if is_rtcp(p) else protect(p) for p in packets]
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        raise ConnectionError("Cannot send data, not connected")
+    _sendDatagrams(pair.protocol.transport, datagrams, pair.remote_addr)
+    counted: Any = dtls  # aiortc's private (name-mangled) counters behind _get_stats()
+    counted._RTCDtlsTransport__tx_bytes += sum(map(len, datagrams))
+    counted._RTCDtlsTransport__tx_packets += len(datagrams)
+
+
+UDP_SEGMENT = 103  # <linux/udp.h>: the segment size of a GSO send, as a cmsg or socket option
+MAX_GSO_SEGMENTS = 64  # UDP_MAX_SEGMENTS
+MAX_GSO_BYTES = 65_000  # below the largest UDP datagram, headers included
+_gsoRefused: weakref.WeakSet[Any] = weakref.WeakSet()  # transports whose socket said no
+
+
+def _gsoSocket(transport: Any) -> socket.socket | None:
+    """The socket of a plain asyncio UDP transport with nothing buffered (so a direct send
+    keeps the order), where GSO has not failed before; None otherwise."""
+    if not sys.platform.startswith("linux") or transport in _gsoRefused:
+        return None
+    sock = getattr(transport, "_sock", None)  # asyncio's _SelectorDatagramTransport
+    buffered = getattr(transport, "get_write_buffer_size", None)
+    if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
+        return None
+    if buffered is None or buffered() or transport.is_closing():
+        return None
+    return sock
+
+
+def _sendDatagrams(transport: Any, datagrams: list[bytes], address: Any) -> None:
+    sock = _gsoSocket(transport) if len(datagrams) > 1 else None
+    index, count = 0, len(datagrams)
+    while index < count:
+        size = len(datagrams[index])
+        end = index + 1
+        if sock is not None:
+            total = size
+            limit = min(count, index + MAX_GSO_SEGMENTS)
+            while end < limit and total + size <= MAX_GSO_BYTES:
+                length = len(datagrams[end])
+                if length > size:
+                    break
+                end += 1
+                total += length
+                if length < size:
+                    break  # a shorter one ends the run
+        if end - index == 1 or sock is None:
+            transport.sendto(datagrams[index], address)
+            index += 1
+            continue
+        try:
+            sock.sendmsg(
+                [b"".join(datagrams[index:end])],
+                [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", size))],
+                0,
+                address,
+            )
+        except BlockingIOError:
+            sock = None  # the socket is full: the transport buffers the rest, in order
+            continue
+        except OSError as error:
+            # No GSO here (an old kernel, a device that cannot): never again on this socket.
+            logger.debug("UDP GSO refused (%s): one datagram per call from now on", error)
+            _gsoRefused.add(transport)
+            sock = None
+            continue
+        index = end
 
 
 # Room for SRTCP datagrams up to the largest UDP payload, given to a session only once it

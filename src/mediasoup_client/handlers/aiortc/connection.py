@@ -414,6 +414,9 @@ class TransportConnection(EnhancedEventEmitter):
     def send(self, packet: bytes) -> None:
         compat.sendRtpNow(self._dtls, packet)
 
+    def sendMany(self, packets: Sequence[bytes]) -> None:
+        compat.sendRtpBatchNow(self._dtls, packets)
+
     async def sendRtp(self, packet: bytes) -> None:
         await compat.sendRtp(self._dtls, packet)
 

@@ -57,6 +57,10 @@ class RtpPort(Protocol):
         """Protect (SRTP, or SRTCP by packet type) and send one serialised packet at once,
         without awaiting. Raises ``ConnectionError`` when not connected."""
 
+    def sendMany(self, packets: Sequence[bytes]) -> None:
+        """``send`` for several packets, in order, as cheaply as the socket allows (one
+        system call for a run of equal-sized datagrams where the kernel can split them)."""
+
     async def sendRtp(self, packet: bytes) -> None:
         """Protect (SRTP) and send one serialised RTP packet.
 

@@ -257,19 +257,25 @@ class SendScheduler:
         if sends:
             wall = self.clock.wallTime()
             ntp = ntpTime(wall)
+            congestion = self.core.congestion
+            sequences: list[int | None] = []
+            datagrams: list[bytes] = []
             for send in sends:
                 packet = send.packet
                 sequence = (
-                    self.core.congestion.allocateSequence()
+                    congestion.allocateSequence()
                     if packet.extensions.writesTransportSequence
                     else None
                 )
-                data = packet.serialize(ntp, sequence)
-                try:
-                    port.send(data)
-                except ConnectionError:
-                    return
-                self.core.onSent(send, sequence, data, wall, now)
+                sequences.append(sequence)
+                datagrams.append(packet.serialize(ntp, sequence))
+            try:
+                port.sendMany(datagrams)  # one run's packets together (batched system calls)
+            except ConnectionError:
+                return
+            onSent = self.core.onSent
+            for send, sequence, data in zip(sends, sequences, datagrams, strict=True):
+                onSent(send, sequence, data, wall, now)
         self.core.afterSending()
         self._schedulePacer(now)
 
