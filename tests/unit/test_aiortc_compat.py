@@ -712,3 +712,31 @@ async def test_a_full_socket_leaves_the_rest_of_a_batch_to_the_transport_in_orde
     finally:
         sender.close()
         receiver.close()
+
+
+async def test_a_datagram_the_transport_buffered_keeps_the_rest_of_the_batch_behind_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sender, queue, receiver = await _datagramPair()
+    sock = sender.get_extra_info("socket")
+    sendto = type(sender).sendto
+    buffered: list[bytes] = []
+
+    def bufferTheFirst(self: Any, data: bytes, addr: Any = None) -> None:
+        if not buffered:  # as asyncio does when the socket says EAGAIN
+            buffered.append(data)
+            self._buffer.append((data, addr))
+            self._buffer_size += len(data)
+            self._loop._add_writer(self._sock_fd, self._sendto_ready)
+            return
+        sendto(self, data, addr)
+
+    monkeypatch.setattr(type(sender), "sendto", bufferTheFirst)
+    try:
+        assert sock is not None
+        batch = [b"alone", *[bytes([i]) * 60 for i in range(4)]]  # a single, then a run
+        compat._sendDatagrams(sender, batch, receiver.get_extra_info("sockname"))
+        assert await _take(queue, len(batch)) == batch  # the run waited for the buffered one
+    finally:
+        sender.close()
+        receiver.close()

@@ -180,6 +180,8 @@ def _sendDatagrams(transport: Any, datagrams: list[bytes], address: Any) -> None
         if end - index == 1 or sock is None:
             transport.sendto(datagrams[index], address)
             index += 1
+            if sock is not None and transport.get_write_buffer_size():
+                sock = None  # that one was buffered: what follows must queue behind it
             continue
         try:
             sock.sendmsg(
