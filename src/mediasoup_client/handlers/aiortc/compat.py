@@ -105,17 +105,7 @@ def sendRtpNow(dtls: RTCDtlsTransport, packet: bytes) -> None:
     """``sendRtp`` without awaiting: protect and hand the datagram to the nominated pair's
     socket (or TURN allocation) at once, counting it in the transport's stats as aiortc
     does. A send path that batches or paces cannot afford a coroutine per packet."""
-    if dtls._state is not DtlsState.CONNECTED:
-        raise ConnectionError("Cannot send encrypted RTP, not connected")
-    srtp = dtls._tx_srtp
-    data = srtp.protect_rtcp(packet) if is_rtcp(packet) else srtp.protect(packet)
-    pair = dtls.transport._connection._nominated.get(1)
-    if pair is None:
-        raise ConnectionError("Cannot send data, not connected")
-    pair.protocol.transport.sendto(data, pair.remote_addr)
-    counted: Any = dtls  # aiortc's private (name-mangled) counters behind _get_stats()
-    counted._RTCDtlsTransport__tx_bytes += len(data)
-    counted._RTCDtlsTransport__tx_packets += 1
+    _protectAndSend(dtls, [packet])
 
 
 def sendRtpBatchNow(dtls: RTCDtlsTransport, packets: Sequence[bytes]) -> None:
@@ -126,6 +116,10 @@ def sendRtpBatchNow(dtls: RTCDtlsTransport, packets: Sequence[bytes]) -> None:
     to half of a packet's send cost, and one shared Opus frame goes to 32 producers' streams
     of equal size at a time. Elsewhere (TURN, ICE-TCP, a kernel without GSO, a full socket
     buffer) each datagram goes through the transport as ``sendRtpNow`` does."""
+    _protectAndSend(dtls, packets)
+
+
+def _protectAndSend(dtls: RTCDtlsTransport, packets: Sequence[bytes]) -> None:
     if dtls._state is not DtlsState.CONNECTED:
         raise ConnectionError("Cannot send encrypted RTP, not connected")
     srtp = dtls._tx_srtp
