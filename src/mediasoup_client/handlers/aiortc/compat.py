@@ -30,7 +30,7 @@ from aiortc import (
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcicetransport import connection_kwargs
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
-from aiortc.rtp import is_rtcp
+from aiortc.rtp import RTCP_PSFB, RTCP_PSFB_APP, RTCP_RTPFB, is_rtcp
 
 from .rtp_port import RtpListener, RtpRoute
 
@@ -251,10 +251,7 @@ def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
     dtls._rtp_router.unregister_sender(recipient)
 
 
-_RTCP_RTPFB = 205
-_RTCP_PSFB = 206
-_FMT_TRANSPORT_CC = 15  # RTPFB: transport-wide congestion control feedback
-_FMT_APPLICATION = 15  # PSFB: application layer feedback (REMB)
+_FMT_TRANSPORT_CC = 15  # RTPFB: transport-wide congestion control feedback (not in aiortc)
 
 
 def onlyCongestionFeedback(data: bytes) -> bool:
@@ -269,8 +266,8 @@ def onlyCongestionFeedback(data: bytes) -> bool:
         packet_type = data[position + 1]
         fmt = first & 0x1F
         if first >> 6 != 2 or not (
-            (packet_type == _RTCP_RTPFB and fmt == _FMT_TRANSPORT_CC)
-            or (packet_type == _RTCP_PSFB and fmt == _FMT_APPLICATION)
+            (packet_type == RTCP_RTPFB and fmt == _FMT_TRANSPORT_CC)
+            or (packet_type == RTCP_PSFB and fmt == RTCP_PSFB_APP)  # REMB
         ):
             return False
         position += 4 + ((data[position + 2] << 8) | data[position + 3]) * 4
