@@ -56,6 +56,11 @@ class SctpPair:
         self.serverDtls = HeldDtls("server")
         self.client = RTCSctpTransport(self.clientDtls)  # type: ignore[arg-type]
         self.server = RTCSctpTransport(self.serverDtls)  # type: ignore[arg-type]
+        self._waiting = 0  # packets of the current delivery still to be handled
+
+    def moreWaiting(self) -> bool:
+        """For ``tuneSctpTransport``: whether packets delivered together wait behind this one."""
+        return self._waiting > 0
 
     async def start(self) -> None:
         await self.client.start(self.server.getCapabilities(), self.server.port)
@@ -63,9 +68,15 @@ class SctpPair:
         await self.pump()
         assert self.client.state == "connected" and self.server.state == "connected"
 
-    async def deliver(self, packets: list[bytes], to: RTCSctpTransport) -> None:
-        for packet in packets:
+    async def deliver(
+        self, packets: list[bytes], to: RTCSctpTransport, *, together: bool = False
+    ) -> None:
+        """Hand ``packets`` to ``to`` one by one; ``together``: as a batch read from the
+        socket in one go (``moreWaiting`` is true until the last)."""
+        for index, packet in enumerate(packets):
+            self._waiting = len(packets) - 1 - index if together else 0
             await to._handle_data(packet)
+        self._waiting = 0
 
     async def pump(self, rounds: int = 1000) -> None:
         for _ in range(rounds):

@@ -17,7 +17,13 @@ from typing import Any
 import aioice
 import aiortc
 import pytest
-from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+from aiortc import (
+    RTCCertificate,
+    RTCDtlsTransport,
+    RTCIceGatherer,
+    RTCIceTransport,
+    RTCSctpTransport,
+)
 from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
 from aiortc.rtcsctptransport import DataChunk, SackChunk
@@ -229,13 +235,15 @@ async def test_arrival_times_come_from_the_kernel_and_pair_with_the_reads() -> N
         sent = []
         for index in range(3):
             sent.append(time.monotonic())
-            sender.sendto(bytes([0x80, index]) + bytes(20), address)  # not STUN: data
+            # Not STUN: RTP (first byte 0x80), then DTLS (0x17), then RTP again.
+            first = 0x17 if index == 1 else 0x80
+            sender.sendto(bytes([first, index]) + bytes(20), address)
             await asyncio.sleep(0.05)
     finally:
         sender.close()
     if sys.platform.startswith("linux"):
-        # Every datagram after the first (which may only switch timestamping on).
-        assert clock.kernelStamps >= 2, UPGRADE_HINT
+        # Every RTP datagram (timestamping was switched on before any arrived); not DTLS.
+        assert clock.kernelStamps == 2, UPGRADE_HINT
     connection._nominated[1] = object()  # recv() refuses to read before a nomination
     for index in range(3):
         data = await asyncio.wait_for(transport._recv(), 1)
@@ -446,7 +454,7 @@ async def test_tuned_receiver_delivers_what_stock_aiortc_does() -> None:
     for tuned in (False, True):
         pair = SctpPair()
         if tuned:
-            sctp_compat.tuneSctpTransport(pair.server)
+            sctp_compat.tuneSctpTransport(pair.server, moreWaiting=pair.moreWaiting)
         await pair.start()
         sending, receiving = pair.channels()
         got: list[Any] = []
@@ -496,7 +504,9 @@ def sackOf(packets: list[bytes]) -> Any:
 
 async def test_tuned_receiver_acknowledges_every_second_packet_and_a_lone_one_later() -> None:
     pair = SctpPair()
-    tuning = sctp_compat.tuneSctpTransport(pair.server, sackPolicy=SackPolicy(maxDelay=0.0))
+    tuning = sctp_compat.tuneSctpTransport(
+        pair.server, sackPolicy=SackPolicy(maxDelay=0.0), moreWaiting=pair.moreWaiting
+    )
     await pair.start()
     sending, receiving = pair.channels()
     got: list[Any] = []
@@ -516,9 +526,37 @@ async def test_tuned_receiver_acknowledges_every_second_packet_and_a_lone_one_la
     assert tuning.sackPolicy.sacksSent == 3
 
 
+async def test_tuned_receiver_acknowledges_a_burst_read_together_four_packets_at_a_time() -> None:
+    pair = SctpPair()
+    tuning = sctp_compat.tuneSctpTransport(pair.server, moreWaiting=pair.moreWaiting)
+    await pair.start()
+    sending, receiving = pair.channels()
+    got: list[Any] = []
+    receiving.on("message", got.append)
+    packets = await sendAll(pair, sending, [f"m{i}" for i in range(10)])
+    assert len(packets) == 10
+    pair.serverDtls.take()
+    first = pair.server._last_received_tsn
+    await pair.deliver(packets, pair.server, together=True)
+    sacks = [sackOf([p]) for p in pair.serverDtls.take() if isSack(p)]
+    # After the 4th and 8th packet of the burst, and the 10th (its end: the rule of two).
+    assert [sack.cumulative_tsn - first for sack in sacks] == [4, 8, 10]
+    assert got == [f"m{i}" for i in range(10)]
+    assert tuning.sackPolicy.sacksSent == 3
+
+
+async def test_datagrams_waiting_reads_the_ice_connections_queue() -> None:
+    gatherer = RTCIceGatherer(iceServers=[])
+    dtls = RTCDtlsTransport(RTCIceTransport(gatherer), [RTCCertificate.generateCertificate()])
+    waiting = sctp_compat.datagramsWaiting(RTCSctpTransport(dtls))
+    assert waiting() is False
+    gatherer._connection._queue.put_nowait((b"x", 1))  # what aioice queues per datagram
+    assert waiting() is True, UPGRADE_HINT
+
+
 async def test_tuned_receiver_reports_gaps_and_duplicates_at_once() -> None:
     pair = SctpPair()
-    sctp_compat.tuneSctpTransport(pair.server)
+    sctp_compat.tuneSctpTransport(pair.server, moreWaiting=pair.moreWaiting)
     await pair.start()
     sending, receiving = pair.channels()
     got: list[Any] = []
@@ -549,7 +587,9 @@ async def test_tuned_receiver_reports_gaps_and_duplicates_at_once() -> None:
 
 async def test_send_budget_spreads_a_burst_over_turns() -> None:
     pair = SctpPair()
-    tuning = sctp_compat.tuneSctpTransport(pair.client, sendBudget=SendBudget(8 * 1024))
+    tuning = sctp_compat.tuneSctpTransport(
+        pair.client, sendBudget=SendBudget(8 * 1024), moreWaiting=pair.moreWaiting
+    )
     await pair.start()
     sending, receiving = pair.channels()
     got: list[Any] = []

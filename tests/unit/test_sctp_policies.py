@@ -83,6 +83,32 @@ def test_packets_without_data_need_no_acknowledgement() -> None:
     assert policy.unackedPackets == 1
 
 
+def test_a_burst_read_in_one_go_is_acknowledged_four_packets_at_a_time() -> None:
+    # usrsctp sends at most four packets beyond its flight per SACK: never acknowledge more.
+    policy = SackPolicy()
+    decisions = []
+    for index in range(10):
+        send = policy.packetReceived(1.0, data=True, moreWaiting=index < 9)
+        decisions.append(send)
+        if send:
+            policy.sackSent()
+    # Every fourth while more wait; at the burst's end the rule of two (packets 9 and 10).
+    assert decisions == [False, False, False, True] * 2 + [False, True]
+    assert policy.sacksSent == 3
+
+
+def test_a_burst_ending_on_an_odd_packet_leaves_it_to_the_timer() -> None:
+    policy = SackPolicy()
+    for _ in range(4):
+        if policy.packetReceived(1.0, data=True, moreWaiting=True):
+            policy.sackSent()
+    assert policy.packetReceived(1.001, data=True, moreWaiting=False) is False
+    assert policy.unackedPackets == 1
+    assert policy.deadline == pytest.approx(1.001 + SACK_MAX_DELAY)
+    # A gap inside a burst is still reported at once.
+    assert policy.packetReceived(1.002, data=True, gap=True, moreWaiting=True) is True
+
+
 def test_every_packet_when_asked_to() -> None:
     policy = SackPolicy(everyPackets=1)
     assert policy.packetReceived(0.0, data=True) is True
@@ -93,6 +119,8 @@ def test_bad_settings_are_refused() -> None:
         SackPolicy(everyPackets=0)
     with pytest.raises(TypeError):
         SackPolicy(maxDelay=-1)
+    with pytest.raises(TypeError, match="burstPackets"):
+        SackPolicy(everyPackets=4, burstPackets=3)
     with pytest.raises(TypeError):
         SendBudget(0)
 

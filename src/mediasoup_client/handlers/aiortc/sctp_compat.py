@@ -268,7 +268,17 @@ def _dataChunk(
     return chunk
 
 
-def _installSackPolicy(sctp: RTCSctpTransport, policy: SackPolicy) -> None:
+def datagramsWaiting(sctp: RTCSctpTransport) -> Callable[[], bool]:
+    """Whether received datagrams wait in aioice's queue behind the one the DTLS transport is
+    handling (a batch ``tuneDatagramSockets`` read in one go): the receive loop takes them in
+    the same event-loop turn, so a SACK left for them is sent within microseconds."""
+    queue: asyncio.Queue[Any] = sctp.transport.transport._connection._queue
+    return lambda: not queue.empty()
+
+
+def _installSackPolicy(
+    sctp: RTCSctpTransport, policy: SackPolicy, moreWaiting: Callable[[], bool]
+) -> None:
     """Replace ``sctp._handle_data`` (aiortc's entry point for every SCTP packet): in-order
     DATA by ``_InOrderReceiver``, anything else by the steps of aiortc 1.16.0's
     ``_handle_data``; then the SACK when ``policy`` says rather than after every packet."""
@@ -314,6 +324,7 @@ def _installSackPolicy(sctp: RTCSctpTransport, policy: SackPolicy) -> None:
             gap=bool(sctp._sack_misordered),
             forwardTsn=hasForwardTsn,
             established=sctp._association_state == established,
+            moreWaiting=moreWaiting(),
         ):
             await timer.sendSack()
         else:
@@ -384,9 +395,12 @@ def tuneSctpTransport(
     *,
     sackPolicy: SackPolicy | None = None,
     sendBudget: SendBudget | None = None,
+    moreWaiting: Callable[[], bool] | None = None,
 ) -> SctpTuning:
-    """Before ``start()``: delayed SACKs (RFC 4960 6.2) and a per-turn send budget."""
+    """Before ``start()``: delayed SACKs (RFC 4960 6.2) and a per-turn send budget.
+    ``moreWaiting``: whether received datagrams wait behind the current one (by default
+    ``datagramsWaiting``, aioice's queue under the association's DTLS transport)."""
     tuning = SctpTuning(sackPolicy or SackPolicy(), sendBudget or SendBudget())
-    _installSackPolicy(sctp, tuning.sackPolicy)
+    _installSackPolicy(sctp, tuning.sackPolicy, moreWaiting or datagramsWaiting(sctp))
     _installSendBudget(sctp, tuning.sendBudget)
     return tuning
