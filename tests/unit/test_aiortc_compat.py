@@ -502,15 +502,24 @@ def sackOf(packets: list[bytes]) -> Any:
     return sack
 
 
-async def test_tuned_receiver_acknowledges_every_second_packet_and_a_lone_one_later() -> None:
+async def tunedReceiver(
+    sackPolicy: SackPolicy | None = None,
+) -> tuple[SctpPair, sctp_compat.SctpTuning, Any, list[Any]]:
+    """A started pair whose server side is tuned: the pair, its tuning, the client's sending
+    channel and the messages the server's channel received."""
     pair = SctpPair()
     tuning = sctp_compat.tuneSctpTransport(
-        pair.server, sackPolicy=SackPolicy(maxDelay=0.0), moreWaiting=pair.moreWaiting
+        pair.server, sackPolicy=sackPolicy, moreWaiting=pair.moreWaiting
     )
     await pair.start()
     sending, receiving = pair.channels()
     got: list[Any] = []
     receiving.on("message", got.append)
+    return pair, tuning, sending, got
+
+
+async def test_tuned_receiver_acknowledges_every_second_packet_and_a_lone_one_later() -> None:
+    pair, tuning, sending, got = await tunedReceiver(SackPolicy(maxDelay=0.0))
     packets = await sendAll(pair, sending, [f"m{i}" for i in range(5)])
     assert len(packets) == 5
     pair.serverDtls.take()
@@ -527,12 +536,7 @@ async def test_tuned_receiver_acknowledges_every_second_packet_and_a_lone_one_la
 
 
 async def test_tuned_receiver_acknowledges_a_burst_read_together_four_packets_at_a_time() -> None:
-    pair = SctpPair()
-    tuning = sctp_compat.tuneSctpTransport(pair.server, moreWaiting=pair.moreWaiting)
-    await pair.start()
-    sending, receiving = pair.channels()
-    got: list[Any] = []
-    receiving.on("message", got.append)
+    pair, tuning, sending, got = await tunedReceiver()
     packets = await sendAll(pair, sending, [f"m{i}" for i in range(10)])
     assert len(packets) == 10
     pair.serverDtls.take()
