@@ -559,12 +559,7 @@ async def test_datagrams_waiting_reads_the_ice_connections_queue() -> None:
 
 
 async def test_tuned_receiver_reports_gaps_and_duplicates_at_once() -> None:
-    pair = SctpPair()
-    sctp_compat.tuneSctpTransport(pair.server, moreWaiting=pair.moreWaiting)
-    await pair.start()
-    sending, receiving = pair.channels()
-    got: list[Any] = []
-    receiving.on("message", got.append)
+    pair, _, sending, got = await tunedReceiver()
     # One 5000-byte message (5 fragments) then two small ones; fragment 3 comes late.
     messages: list[Any] = [b"a" * 5000, "b", "c"]
     packets = await sendAll(pair, sending, messages)
