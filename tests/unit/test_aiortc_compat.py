@@ -7,6 +7,7 @@ ported to the new aiortc (the pinned versions are in pyproject.toml).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import socket
@@ -315,6 +316,150 @@ async def test_immediate_send_and_consent_checks_on_a_connected_pair(
     assert not compat.dtlsConnected(client.dtlsTransport), UPGRADE_HINT
     with pytest.raises(ConnectionError):
         compat.sendRtpNow(client.dtlsTransport, packet.serialize())
+
+
+def _memoryDtlsPair() -> tuple[Any, Any]:
+    """A client and a server pyOpenSSL connection made as aiortc makes them, handshake done
+    through their memory BIOs."""
+    from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
+    from OpenSSL import SSL
+
+    def connection() -> Any:
+        certificate = RTCCertificate.generateCertificate()
+        return SSL.Connection(certificate._create_ssl_context([SRTP_AES128_CM_SHA1_80]))
+
+    client, server = connection(), connection()
+    client.set_connect_state()
+    server.set_accept_state()
+    for _ in range(10):
+        for side in (client, server):
+            with contextlib.suppress(SSL.WantReadError):
+                side.do_handshake()
+        for source, target in ((client, server), (server, client)):
+            while True:
+                try:
+                    target.bio_write(source.bio_read(1500))
+                except SSL.WantReadError:
+                    break
+    return client, server
+
+
+def _fastened(connection: Any) -> Any:
+    from OpenSSL._util import ffi
+
+    connection.__class__ = compat._FastRecordConnection
+    connection._recordBuffer = ffi.new("char[]", compat._RECORD_BUFFER_BYTES)
+    return connection
+
+
+def _outcome(call: Any) -> Any:
+    """What a pyOpenSSL call returned, or the type of what it raised."""
+    try:
+        return call()
+    except Exception as error:
+        return type(error)
+
+
+def _recordSteps(client: Any, server: Any) -> list[Any]:
+    """The calls aiortc makes on ``server``, and a few it never should need."""
+    steps: list[Any] = []
+    for size in (1, 1150, 1400):
+        client.send(b"x" * size)
+        steps.append(_outcome(lambda: server.bio_write(client.bio_read(1500))))
+        steps.append(_outcome(lambda: server.recv(1500)))
+    steps.append(_outcome(lambda: server.recv(1500)))  # nothing pending
+    steps.append(_outcome(lambda: server.bio_read(1500)))  # nothing to send
+    steps.append(_outcome(lambda: server.send(b"reply")))
+    steps.append(_outcome(lambda: client.bio_write(server.bio_read(1500))))
+    steps.append(_outcome(lambda: client.recv(1500)))
+    client.send(b"y" * 600)
+    record = bytearray(client.bio_read(1500))
+    record[-1] ^= 0xFF  # a record that fails its integrity check: DTLS drops it
+    steps.append(_outcome(lambda: server.bio_write(bytes(record))))
+    steps.append(_outcome(lambda: server.recv(1500)))
+    client.send(b"z" * 3000)  # bigger than the fast buffer: pyOpenSSL's own path
+    server.bio_write(client.bio_read(4000))
+    steps.append(_outcome(lambda: server.recv(4000)))
+    client.shutdown()
+    server.bio_write(client.bio_read(1500))
+    steps.append(_outcome(lambda: server.recv(1500)))  # the peer's close_notify
+    return steps
+
+
+def test_fast_dtls_records_behave_as_pyopenssl_does() -> None:
+    """The same calls on a stock and a fast connection give the same results and exceptions:
+    records read and written, nothing pending, a forged record, a larger read, a shutdown."""
+    import OpenSSL
+    from OpenSSL import SSL
+
+    assert OpenSSL.__version__ == compat.PINNED_PYOPENSSL, UPGRADE_HINT
+    for name in ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error", "_handle_bio_errors"):
+        assert hasattr(_memoryDtlsPair()[0], name), f"{UPGRADE_HINT}: Connection.{name}"
+    outcomes = []
+    for fast in (False, True):
+        client, server = _memoryDtlsPair()
+        outcomes.append(_recordSteps(client, _fastened(server) if fast else server))
+    assert outcomes[0] == outcomes[1]
+    wantRead = SSL.WantReadError
+    assert outcomes[0] == [
+        *(38, b"x", 1187, b"x" * 1150, 1437, b"x" * 1400),  # bytes in, then the record's data
+        *(wantRead, wantRead, 5, 42, b"reply"),  # nothing pending, nothing to send; a reply
+        *(637, wantRead),  # the forged record went in and was dropped
+        *(b"z" * 3000, SSL.ZeroReturnError),
+    ]
+
+
+async def test_connected_dtls_exchanges_records_on_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our transports read and write DTLS records through ``_FastRecordConnection`` once
+    connected (never before); records cross both ways, and the peer's close ends ours."""
+    from tests.unit.ice_dtls_peer import RouterSide, clientFor, restrictToLoopback
+
+    restrictToLoopback(monkeypatch)
+    router = RouterSide()
+    await router.gather()
+    client = clientFor(router)
+    assert not compat.fastDtlsRecords(router.dtls)  # no handshake yet
+    got: dict[str, list[bytes]] = {"client": [], "router": []}
+    messages = [bytes([i]) * (1 + 97 * i) for i in range(12)]
+
+    class Receiver:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def _handle_data(self, data: bytes) -> None:
+            got[self.name].append(data)
+
+    client.dtlsTransport._register_data_receiver(Receiver("client"))
+    router.dtls._register_data_receiver(Receiver("router"))
+    try:
+        await client.signal()
+        await client.waitConnected()
+        assert type(client.dtlsTransport._ssl) is compat._FastRecordConnection, UPGRADE_HINT
+        assert not compat.fastDtlsRecords(client.dtlsTransport)  # once
+        for _ in range(100):
+            if router.dtls.state == "connected":
+                break
+            await asyncio.sleep(0.02)
+        assert compat.fastDtlsRecords(router.dtls)
+        for message in messages:
+            await client.dtlsTransport._send_data(message)
+            await router.dtls._send_data(message)
+        for _ in range(100):
+            if all(len(v) == len(messages) for v in got.values()):
+                break
+            await asyncio.sleep(0.02)
+        assert got == {"client": messages, "router": messages}, UPGRADE_HINT
+        await router.closeDtls()  # close_notify: our receive loop ends the transport
+        for _ in range(100):
+            if client.dtlsTransport.state == "closed":
+                break
+            await asyncio.sleep(0.02)
+        assert client.dtlsTransport.state == "closed", UPGRADE_HINT
+    finally:
+        await client.close()
+        await router.close()
 
 
 async def test_srtcp_longer_than_1500_bytes_arrives_and_the_transport_lives(

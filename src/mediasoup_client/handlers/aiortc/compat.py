@@ -3,7 +3,8 @@
 aiortc's public ORTC objects cover ICE/DTLS/SCTP setup, but mediasoup needs a few things they
 do not expose: the ICE-controlling role (mediasoup is ICE-lite), raw SRTP send for our own RTP
 streams, RTCP routing by SSRC to our senders, inbound RTP routing to our receivers (as
-aiortc's own RTCRtpReceiver registers itself), and credential-only ICE restarts.
+aiortc's own RTCRtpReceiver registers itself), and credential-only ICE restarts. Below aiortc:
+pyOpenSSL's ``Connection`` (pinned too), read and written with less Python per DTLS record.
 ``tests/unit/test_aiortc_compat.py`` fails loudly if an aiortc upgrade changes any of these.
 """
 
@@ -18,7 +19,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from aioice import stun
 from aiortc import (
@@ -31,10 +32,14 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcicetransport import connection_kwargs
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpReceiveParameters
 from aiortc.rtp import RTCP_PSFB, RTCP_PSFB_APP, RTCP_RTPFB, is_rtcp
+from OpenSSL import SSL
+from OpenSSL._util import ffi as _sslFfi
+from OpenSSL._util import lib as _sslLib
 
 from .rtp_port import RtpListener, RtpRoute
 
 PINNED_AIORTC = "1.16.0"
+PINNED_PYOPENSSL = "26.4.0"  # fastDtlsRecords: its Connection's internals
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +243,71 @@ def growSrtpBufferOnDemand(session: Any) -> None:
 
     session.protect_rtcp = grown(session.protect_rtcp)
     session.unprotect_rtcp = grown(session.unprotect_rtcp)
+
+
+# What aiortc asks for in one call (1500); a larger request goes through pyOpenSSL as it is.
+_RECORD_BUFFER_BYTES = 2048
+
+
+class _FastRecordConnection(SSL.Connection):
+    """pyOpenSSL's ``Connection`` for an association whose handshake is done, with the four
+    calls aiortc makes per datagram (``bio_write``, ``recv``, ``bio_read``, ``send``) going
+    straight to OpenSSL: one reused buffer instead of a new one per call, and no error lookup
+    when the call succeeded. Failures take pyOpenSSL's own path, so callers see the same
+    results and exceptions. Measured on a DTLS pair in memory: a 1150-byte record in and the
+    empty flush after it, 4.0 -> 2.5 us (a data-channel burst is ~30 us per datagram)."""
+
+    _recordBuffer: Any
+
+    def bio_write(self, buf: Any) -> int:
+        if self._into_ssl is None or not isinstance(buf, bytes):
+            return super().bio_write(buf)
+        result: int = _sslLib.BIO_write(self._into_ssl, buf, len(buf))
+        if result <= 0:
+            self._handle_bio_errors(self._into_ssl, result)
+        return result
+
+    def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
+        if flags is not None or bufsiz > _RECORD_BUFFER_BYTES:
+            return super().recv(bufsiz, flags)
+        buffer = self._recordBuffer
+        result = _sslLib.SSL_read(self._ssl, buffer, bufsiz)
+        if result > 0:
+            return _sslFfi.buffer(buffer, result)[:]  # type: ignore[no-any-return]
+        self._raise_ssl_error(self._ssl, result)  # WantRead, ZeroReturn, an SSL error
+        return b""
+
+    def bio_read(self, bufsiz: int) -> bytes:
+        if self._from_ssl is None or not isinstance(bufsiz, int) or bufsiz > _RECORD_BUFFER_BYTES:
+            return super().bio_read(bufsiz)
+        buffer = self._recordBuffer
+        result = _sslLib.BIO_read(self._from_ssl, buffer, bufsiz)
+        if result > 0:
+            return _sslFfi.buffer(buffer, result)[:]  # type: ignore[no-any-return]
+        self._handle_bio_errors(self._from_ssl, result)  # nothing pending: WantReadError
+        return b""
+
+    def send(self, buf: Any, flags: int = 0) -> int:
+        if not isinstance(buf, bytes):
+            return super().send(buf, flags)
+        result: int = _sslLib.SSL_write(self._ssl, buf, len(buf))
+        if result <= 0:
+            self._raise_ssl_error(self._ssl, result)
+        return result
+
+
+def fastDtlsRecords(dtls: RTCDtlsTransport) -> bool:
+    """Once ``dtls`` is connected: its records are read and written with less Python per
+    datagram (``_FastRecordConnection``). Not before: the handshake keeps pyOpenSSL's checks
+    after every call (its certificate callback's errors). Returns whether it took effect."""
+    connection = dtls._ssl
+    if dtls.state != "connected" or type(connection) is not SSL.Connection:
+        return False
+    connection.__class__ = _FastRecordConnection
+    cast(_FastRecordConnection, connection)._recordBuffer = _sslFfi.new(
+        "char[]", _RECORD_BUFFER_BYTES
+    )
+    return True
 
 
 def addRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any, ssrcs: Iterable[int]) -> None:

@@ -267,6 +267,7 @@ class TransportConnection(EnhancedEventEmitter):
             )
             if self._dtls.state != "connected":
                 raise ConnectionError(f"DTLS {self._dtls.state}")
+            compat.fastDtlsRecords(self._dtls)
             if self._sctp is not None and self._sctpParameters is not None:
                 await self._sctp.start(
                     RTCSctpCapabilities(maxMessageSize=self._sctpParameters["maxMessageSize"]),
