@@ -344,14 +344,6 @@ def _memoryDtlsPair() -> tuple[Any, Any]:
     return client, server
 
 
-def _fastened(connection: Any) -> Any:
-    from OpenSSL._util import ffi
-
-    connection.__class__ = compat._FastRecordConnection
-    connection._recordBuffer = ffi.new("char[]", compat._RECORD_BUFFER_BYTES)
-    return connection
-
-
 def _outcome(call: Any) -> Any:
     """What a pyOpenSSL call returned, or the type of what it raised."""
     try:
@@ -393,12 +385,16 @@ def test_fast_dtls_records_behave_as_pyopenssl_does() -> None:
     from OpenSSL import SSL
 
     assert OpenSSL.__version__ == compat.PINNED_PYOPENSSL, UPGRADE_HINT
-    for name in ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error", "_handle_bio_errors"):
-        assert hasattr(_memoryDtlsPair()[0], name), f"{UPGRADE_HINT}: Connection.{name}"
     outcomes = []
     for fast in (False, True):
         client, server = _memoryDtlsPair()
-        outcomes.append(_recordSteps(client, _fastened(server) if fast else server))
+        if fast:
+            compat._fastenConnection(server)
+        else:
+            internals = ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error", "_handle_bio_errors")
+            for name in internals:
+                assert hasattr(server, name), f"{UPGRADE_HINT}: Connection.{name}"
+        outcomes.append(_recordSteps(client, server))
     assert outcomes[0] == outcomes[1]
     wantRead = SSL.WantReadError
     assert outcomes[0] == [
@@ -414,6 +410,7 @@ async def test_connected_dtls_exchanges_records_on_the_fast_path(
 ) -> None:
     """Our transports read and write DTLS records through ``_FastRecordConnection`` once
     connected (never before); records cross both ways, and the peer's close ends ours."""
+    from tests.integration.router import waitFor
     from tests.unit.ice_dtls_peer import RouterSide, clientFor, restrictToLoopback
 
     restrictToLoopback(monkeypatch)
@@ -438,25 +435,25 @@ async def test_connected_dtls_exchanges_records_on_the_fast_path(
         await client.waitConnected()
         assert type(client.dtlsTransport._ssl) is compat._FastRecordConnection, UPGRADE_HINT
         assert not compat.fastDtlsRecords(client.dtlsTransport)  # once
-        for _ in range(100):
-            if router.dtls.state == "connected":
-                break
-            await asyncio.sleep(0.02)
+
+        async def routerConnected() -> bool:
+            return router.dtls.state == "connected"
+
+        async def allArrived() -> bool:
+            return all(len(v) == len(messages) for v in got.values())
+
+        async def clientClosed() -> bool:
+            return client.dtlsTransport.state == "closed"
+
+        await waitFor(routerConnected, 2, "the router side's DTLS", interval=0.02)
         assert compat.fastDtlsRecords(router.dtls)
         for message in messages:
             await client.dtlsTransport._send_data(message)
             await router.dtls._send_data(message)
-        for _ in range(100):
-            if all(len(v) == len(messages) for v in got.values()):
-                break
-            await asyncio.sleep(0.02)
+        await waitFor(allArrived, 2, "the records both ways", interval=0.02)
         assert got == {"client": messages, "router": messages}, UPGRADE_HINT
         await router.closeDtls()  # close_notify: our receive loop ends the transport
-        for _ in range(100):
-            if client.dtlsTransport.state == "closed":
-                break
-            await asyncio.sleep(0.02)
-        assert client.dtlsTransport.state == "closed", UPGRADE_HINT
+        await waitFor(clientClosed, 2, "our DTLS transport to close", interval=0.02)
     finally:
         await client.close()
         await router.close()

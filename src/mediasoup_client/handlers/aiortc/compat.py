@@ -303,11 +303,16 @@ def fastDtlsRecords(dtls: RTCDtlsTransport) -> bool:
     connection = dtls._ssl
     if dtls.state != "connected" or type(connection) is not SSL.Connection:
         return False
+    _fastenConnection(connection)
+    return True
+
+
+def _fastenConnection(connection: SSL.Connection) -> None:
+    """Make a stock pyOpenSSL connection a ``_FastRecordConnection`` in place."""
     connection.__class__ = _FastRecordConnection
     cast(_FastRecordConnection, connection)._recordBuffer = _sslFfi.new(
         "char[]", _RECORD_BUFFER_BYTES
     )
-    return True
 
 
 def addRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any, ssrcs: Iterable[int]) -> None:
