@@ -5,7 +5,7 @@ and binary as binary, with a second Chromium consuming the same producer beside 
 mediasoup 3.8 has no backpressure toward a producer: whatever it cannot queue toward a
 consumer it drops (sctpsendbufferfull), so an application sending more than its consumers
 take must pace. The paced tests send 10 000 mixed messages at RATE (about 1.5 MB/s of these
-1 B-3 KB messages) and 2 000 of 64 KiB at BIG_RATE (6.6 MB/s): the Chromium consumer gets all,
+1 B-3 KB messages) and 2 000 of 64 KiB at BIG_RATE (3.3 MB/s): the Chromium consumer gets all,
 and so must we. The burst tests (the same two loads) send as fast as Chromium can and hold us
 to what a Chromium consumer of the same producer gets."""
 
@@ -194,7 +194,7 @@ async def test_a_burst_of_64_kib_messages_arrives_in_order_beside_a_chromium_con
     assertBurstKept(got, theirs, BIG_SIZE)
 
 
-BIG_RATE = 100  # messages per second: 6.6 MB/s of 64 KiB messages
+BIG_RATE = 50  # messages per second: 3.3 MB/s of 64 KiB messages
 
 
 async def test_paced_64_kib_messages_from_the_browser_reach_us_complete_and_in_order(
@@ -205,6 +205,7 @@ async def test_paced_64_kib_messages_from_the_browser_reach_us_complete_and_in_o
     got, theirs = await fromTheBrowser(
         python, browser, otherBrowser, "paced-big", BIG_RATE, count=BIG_COUNT, size=BIG_SIZE
     )
+    print(f"paced {BIG_COUNT} x 64 KiB: we received {len(got)}, Chromium {theirs['received']}")
     assert theirs["received"] == BIG_COUNT and theirs["mismatch"] is None, theirs
     assert len(got) == BIG_COUNT, f"we received {len(got)} of {BIG_COUNT} (Chromium: all)"
     assertBurstKept(got, theirs, BIG_SIZE)
