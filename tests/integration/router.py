@@ -39,16 +39,27 @@ async def packetCounts(client: RoomClient, producer: Producer) -> dict[str, int]
 async def measure(
     client: RoomClient, producer: Producer, seconds: float
 ) -> dict[str, dict[str, float]]:
-    """Packets/s and bits/s the router counted per stream over ``seconds``."""
+    """Packets/s and bits/s the router counted per stream over ``seconds``.
+
+    The interval is the router's own: each stream's stats carry the worker's clock at the
+    moment they were read, so a slow stats reply (a busy event loop here, a busy signaling
+    server) cannot stretch or shrink the window the counts are divided by."""
     before = await routerStreams(client, producer)
     started = time.monotonic()
     await asyncio.sleep(seconds)
     after = await routerStreams(client, producer)
-    elapsed = time.monotonic() - started
+    fallback = time.monotonic() - started  # for a stream that appeared meanwhile
+
+    def rate(key: str, stats: dict[str, Any], counter: str) -> float:
+        if key not in before:
+            return stats[counter] / fallback
+        interval = (stats["timestamp"] - before[key]["timestamp"]) / 1000
+        return float(stats[counter] - before[key][counter]) / interval
+
     return {
         key: {
-            "packetRate": (s["packetCount"] - before.get(key, {}).get("packetCount", 0)) / elapsed,
-            "bitrate": 8 * (s["byteCount"] - before.get(key, {}).get("byteCount", 0)) / elapsed,
+            "packetRate": rate(key, s, "packetCount"),
+            "bitrate": 8 * rate(key, s, "byteCount"),
             "score": s["score"],
         }
         for key, s in after.items()
