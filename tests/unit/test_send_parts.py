@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import av
@@ -22,7 +23,11 @@ from mediasoup_client.handlers.aiortc.send.bitrate import (
     allocateTransport,
     defaultMaxBitrate,
 )
-from mediasoup_client.handlers.aiortc.send.clock import FramerateLimiter, MediaClock
+from mediasoup_client.handlers.aiortc.send.clock import (
+    FramerateLimiter,
+    MediaClock,
+    RateControlClock,
+)
 from mediasoup_client.handlers.aiortc.send.encoders import (
     EncodedFrame,
     opusCutoff,
@@ -178,6 +183,56 @@ def test_media_clock_keeps_source_spacing_and_never_goes_back():
     # pts going backwards within a run re-anchors forward too.
     assert clock.map(0.0, 100.10) > restarted + 3000
     assert clock.map(None, 100.2) > restarted + 3000
+
+
+def rateSteps(frames: list[tuple[int, float]], framerate: float = 30) -> list[int]:
+    """The encoder pts steps a RateControlClock gives ``(timestamp, wallTime)`` frames."""
+    clock = RateControlClock(framerate, 90000)
+    pts = [clock.map(timestamp, wall) for timestamp, wall in frames]
+    return [b - a for a, b in itertools.pairwise(pts)]
+
+
+def test_rate_clock_keeps_a_real_time_source_s_spacing_through_jitter():
+    # 30 fps handed over with +-8 ms of event-loop jitter: every step is the media step.
+    frames = [(i * 3000, i / 30 + (0.008 if i % 2 else -0.008)) for i in range(300)]
+    assert rateSteps(frames) == [3000] * 299
+
+
+def test_rate_clock_gives_no_budget_for_a_stall_or_the_catch_up_after_it():
+    steady = [(i * 3000, i / 30) for i in range(60)]
+    # A camera's frames during a 0.7 s stall of the loop are lost: the next one is 0.7 s on
+    # in both clocks, and counts two intervals.
+    camera = [*steady, (59 * 3000 + 63000, 59 / 30 + 0.7)]
+    assert rateSteps(camera) == [3000] * 59 + [6000]
+    # A paced test source catches up instead: its frames of the missed 0.7 s come at once,
+    # the encoder keeping every third one, 5 ms apart, until it is back in real time.
+    index, wall = 60, 59 / 30 + 0.7
+    frames = list(steady)
+    while index / 30 < wall:
+        frames.append((index * 3000, wall))
+        index += 3
+        wall += 0.005
+    caughtUp = len(frames)
+    frames += [(index * 3000 + k * 3000, wall + k / 30) for k in range(60)]
+    steps = rateSteps(frames)
+    assert caughtUp - 60 >= 8  # the catch-up was a run of frames
+    # Each catch-up frame counts about one interval, not the three it carries.
+    assert all(step <= 3300 for step in steps[59 : caughtUp - 1]), steps[59:caughtUp]
+    assert steps[-40:] == [3000] * 40
+    # So the encoder's timeline ends 0.4 s and more behind the wire's wall time, where with
+    # the media time's steps it would end level with it.
+    assert sum(steps) / 90000 < frames[-1][1] - frames[0][1] - 0.4
+
+
+def test_rate_clock_follows_an_encoder_keeping_every_other_frame_and_a_slower_source():
+    # An encoder too slow for 30 fps keeps every other frame (60 ms apart in both clocks).
+    steps = rateSteps([(i * 6000, i / 15) for i in range(100)])
+    assert sum(steps[10:]) == 6000 * len(steps[10:])
+    # A source dropping from 30 to 10 fps for good: followed within a few frames.
+    frames = [(i * 3000, i / 30) for i in range(30)]
+    frames += [(29 * 3000 + k * 9000, 29 / 30 + k / 10) for k in range(1, 40)]
+    steps = rateSteps(frames)
+    assert steps[-30:] == [9000] * 30
 
 
 def test_framerate_limiter_keeps_the_requested_rate():

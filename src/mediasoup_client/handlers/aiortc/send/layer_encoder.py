@@ -34,7 +34,7 @@ from av.video.reformatter import VideoReformatter
 
 from .audio_fanout import OpusHub
 from .bitrate import encoderBitrate
-from .clock import FramerateLimiter, MediaClock
+from .clock import FramerateLimiter, MediaClock, RateControlClock
 from .encoders import VIDEO_CLOCK_RATE, EncodedFrame, VideoEncoder
 from .packetizers import Packetizer, createPacketizer
 from .pipeline import EncodeJob
@@ -119,6 +119,7 @@ class _EncodeCall:
     packetizer: Packetizer
     pending: _Pending
     previousPts: int | None  # the encoder's last output: what this frame refers to
+    encoderPts: int  # the pts its rate control sees (RateControlClock)
     width: int
     height: int
     keyFrame: bool
@@ -143,7 +144,7 @@ class _EncodeCall:
             scaled = privateCopy(frame)
         encoded = self.encoder.encode(
             scaled,
-            pts=self.pending.pts,
+            pts=self.encoderPts,
             keyFrame=self.keyFrame,
             bitrate=self.bitrate,
             framerate=self.framerate,
@@ -179,6 +180,7 @@ class LayerEncoder:
         self._packetizer = createPacketizer(mimeType)
         self._clock = MediaClock(VIDEO_CLOCK_RATE)
         self._limiter = FramerateLimiter(VIDEO_CLOCK_RATE)
+        self._rate_clock: RateControlClock | None = None
         self._pending: _Pending | None = None
         self._inflight: _EncodeCall | None = None
         # The last frame the rate limit skipped, and who offered it.
@@ -359,6 +361,9 @@ class LayerEncoder:
         if bitrate <= 0:
             return None
         first = next(iter(pending.stamps))
+        framerate = first.maxFramerate or DEFAULT_FRAMERATE
+        if self._rate_clock is None:
+            self._rate_clock = RateControlClock(framerate, VIDEO_CLOCK_RATE)
         key = self._takeKeyRequest(now)
         call = self._inflight = _EncodeCall(
             self._reformatter,
@@ -366,11 +371,12 @@ class LayerEncoder:
             self._packetizer,
             pending,
             self._last_output_pts,
+            self._rate_clock.map(pending.pts, now),
             first.width,
             first.height,
             key,
             encoderBitrate(bitrate),
-            first.maxFramerate or DEFAULT_FRAMERATE,
+            framerate,
         )
         return EncodeJob(owner=self, epoch=self._epoch, run=call, shared=self.key is not None)
 
