@@ -207,7 +207,9 @@ async function main() {
 		handleSIGINT: false,
 		handleSIGTERM: false,
 		handleSIGHUP: false,
-		protocolTimeout: 60000,
+		// Each page call has its own deadline on the Python side (tests/browser/peer.py: 30 s,
+		// 120 s for sendMessages); this one only must not cut a legitimate long call short.
+		protocolTimeout: 300000,
 	});
 	chromiumProcess = browser.process();
 	browser.on('disconnected', () => {
