@@ -13,8 +13,8 @@ from __future__ import annotations
 # A pts jump larger than this (seconds) is a discontinuity, not a gap in the media.
 _MAX_PTS_JUMP = 2.0
 
-# The timeline an encoder's rate control sees (RateControlClock): a frame counts for at most
-# this many typical frame intervals.
+# The timeline an encoder's rate control sees (RateControlClock): at most this many typical
+# frame intervals of wall time can be saved up for the frames to come.
 RATE_GAP_LIMIT = 2.0
 # The typical interval is an average of the counted steps with this weight for the newest.
 RATE_INTERVAL_WEIGHT = 0.125
@@ -94,18 +94,20 @@ class RateControlClock:
     libvpx banks the budget of every gap in the pts and spends it on the frames after it;
     measured: after a 0.7 s stall of the event loop (no frames, then a test source catching
     up on the media time it missed) a 100 kbps VP8 layer reached the router at 123-130 kbps
-    over the next 4.7 s. So a frame counts for its media-time step, but never for more than
-    the wall time since the previous one (media time caught up after a stall is not new
-    budget; a frame arriving early by jitter still counts a typical interval), and never for
-    more than RATE_GAP_LIMIT typical intervals (a stall itself is not saved-up bits). The
-    typical interval follows the counted steps, from ``framerate`` on, so a source that slows
-    down for good (or an encoder that keeps only every other frame) is followed within a few
-    frames. libwebrtc goes further: libvpx gets a uniform timeline at the measured input rate.
+    over the next 4.7 s. So a frame counts for its media-time step, paid from the wall time
+    that has passed: wall time accrues between frames and each step spends it, and at most
+    RATE_GAP_LIMIT typical intervals of it can be saved up. A stall is then worth two
+    intervals, media time caught up after it almost nothing, and a frame early or late by
+    jitter, or an encoder keeping only some frames, its whole step (what one frame lacks, the
+    saved-up time covers). The typical interval follows the frames' media steps, from
+    ``framerate`` on, so a source that slows down for good is followed within a few frames.
+    libwebrtc goes further: libvpx gets a uniform timeline at the measured input rate.
     """
 
     def __init__(self, framerate: float, rate: int) -> None:
         self._rate = rate
         self._interval = rate / framerate
+        self._saved = self._interval * RATE_GAP_LIMIT  # wall time not yet spent, in ticks
         self._last_timestamp: int | None = None
         self._last_wall = 0.0
         self._pts = 0
@@ -117,9 +119,12 @@ class RateControlClock:
         self._last_timestamp, self._last_wall = timestamp, wallTime
         if last is None:
             return self._pts
-        wall = max((wallTime - lastWall) * self._rate, self._interval)
-        step = max(1, round(min(timestamp - last, wall, self._interval * RATE_GAP_LIMIT)))
-        self._interval += (step - self._interval) * RATE_INTERVAL_WEIGHT
+        limit = self._interval * RATE_GAP_LIMIT
+        media = timestamp - last
+        self._interval += (min(media, limit) - self._interval) * RATE_INTERVAL_WEIGHT
+        saved = min(self._saved + max(0.0, wallTime - lastWall) * self._rate, limit)
+        step = max(1, round(min(media, saved)))
+        self._saved = max(0.0, saved - step)
         self._pts += step
         return self._pts
 
