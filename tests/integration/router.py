@@ -52,8 +52,8 @@ async def measure(
 
     def rate(key: str, stats: dict[str, Any], counter: str) -> float:
         if key not in before:
-            return stats[counter] / fallback
-        interval = (stats["timestamp"] - before[key]["timestamp"]) / 1000
+            return float(stats[counter]) / fallback
+        interval = float(stats["timestamp"] - before[key]["timestamp"]) / 1000
         return float(stats[counter] - before[key][counter]) / interval
 
     return {
