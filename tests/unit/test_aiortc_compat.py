@@ -464,8 +464,11 @@ async def test_srtcp_longer_than_1500_bytes_arrives_and_the_transport_lives(
 ) -> None:
     """mediasoup's compound RTCP for a transport with many streams exceeds pylibsrtp's
     1500-byte buffer; stock aiortc's DTLS transport dies of the ValueError."""
+    import pylibsrtp
+
     from tests.unit.ice_dtls_peer import RouterSide, clientFor, restrictToLoopback
 
+    assert pylibsrtp.__version__ == compat.PINNED_PYLIBSRTP, UPGRADE_HINT
     assert "self._rx_srtp = Session(" in inspect.getsource(RTCDtlsTransport._setup_srtp)
     restrictToLoopback(monkeypatch)
     router = RouterSide()

@@ -40,6 +40,7 @@ from .rtp_port import RtpListener, RtpRoute
 
 PINNED_AIORTC = "1.16.0"
 PINNED_PYOPENSSL = "26.4.0"  # fastDtlsRecords: its Connection's internals
+PINNED_PYLIBSRTP = "1.0.0"  # growSrtpBufferOnDemand: its Session's buffer
 
 logger = logging.getLogger(__name__)
 
