@@ -37,6 +37,7 @@ from OpenSSL._util import ffi as _sslFfi
 from OpenSSL._util import lib as _sslLib
 
 from .rtp_port import RtpListener, RtpRoute
+from .send.cc.transport_feedback import FMT_TRANSPORT_FEEDBACK
 
 PINNED_AIORTC = "1.16.0"
 PINNED_PYOPENSSL = "26.4.0"  # fastDtlsRecords: its Connection's internals
@@ -327,9 +328,6 @@ def removeRtcpRecipient(dtls: RTCDtlsTransport, recipient: Any) -> None:
     dtls._rtp_router.unregister_sender(recipient)
 
 
-_FMT_TRANSPORT_CC = 15  # RTPFB: transport-wide congestion control feedback (not in aiortc)
-
-
 def onlyCongestionFeedback(data: bytes) -> bool:
     """True when a (compound) RTCP datagram holds nothing but transport-cc feedback and
     REMB: what the taps read, and what aiortc has no use for (it would parse the feedback as a
@@ -342,7 +340,7 @@ def onlyCongestionFeedback(data: bytes) -> bool:
         packet_type = data[position + 1]
         fmt = first & 0x1F
         if first >> 6 != 2 or not (
-            (packet_type == RTCP_RTPFB and fmt == _FMT_TRANSPORT_CC)
+            (packet_type == RTCP_RTPFB and fmt == FMT_TRANSPORT_FEEDBACK)
             or (packet_type == RTCP_PSFB and fmt == RTCP_PSFB_APP)  # REMB
         ):
             return False

@@ -9,6 +9,8 @@ from typing import Any
 
 from aiortc.rtp import (
     RTCP_PSFB_PLI,
+    RTCP_RTPFB,
+    RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
@@ -16,9 +18,6 @@ from aiortc.rtp import (
 )
 
 from .statistics import ReportBlockFields
-
-RTCP_RTPFB = 205
-FMT_NACK = 1
 
 
 def receiverReport(ssrc: int, blocks: list[ReportBlockFields]) -> bytes:
@@ -56,7 +55,7 @@ def genericNack(senderSsrc: int, mediaSsrc: int, sequenceNumbers: list[int]) -> 
             index += 1
         items += struct.pack("!HH", pid & 0xFFFF, mask)
     body = struct.pack("!II", senderSsrc, mediaSsrc) + bytes(items)
-    return struct.pack("!BBH", 0x80 | FMT_NACK, RTCP_RTPFB, len(body) // 4) + body
+    return struct.pack("!BBH", 0x80 | RTCP_RTPFB_NACK, RTCP_RTPFB, len(body) // 4) + body
 
 
 def pictureLossIndication(senderSsrc: int, mediaSsrc: int) -> bytes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc.rtp import (
+    RTCP_PSFB,
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
@@ -30,7 +31,6 @@ from .cc.transport_feedback import compoundPackets
 from .rtp_header import compactNtp
 
 _SDES_CNAME = 1
-_RTCP_PSFB = 206
 
 
 def senderReport(
@@ -125,7 +125,7 @@ def rembBitrates(data: bytes) -> list[int]:
     """The bitrates (bps) of every REMB in a raw (compound) RTCP datagram."""
     found: list[int] = []
     for first, packet_type, packet in compoundPackets(data):
-        if packet_type == _RTCP_PSFB and first & 0x1F == RTCP_PSFB_APP and len(packet) >= 16:
+        if packet_type == RTCP_PSFB and first & 0x1F == RTCP_PSFB_APP and len(packet) >= 16:
             try:
                 bitrate, _ssrcs = unpack_remb_fci(packet[12:])
             except ValueError:
