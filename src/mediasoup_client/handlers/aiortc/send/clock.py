@@ -16,7 +16,8 @@ _MAX_PTS_JUMP = 2.0
 # The timeline an encoder's rate control sees (RateControlClock): at most this many typical
 # frame intervals of wall time can be saved up for the frames to come.
 RATE_GAP_LIMIT = 2.0
-# The typical interval is an average of the counted steps with this weight for the newest.
+# The typical interval is an average of the frames' media steps (each at most RATE_GAP_LIMIT
+# intervals) with this weight for the newest.
 RATE_INTERVAL_WEIGHT = 0.125
 
 
